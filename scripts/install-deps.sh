@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything mesad needs on Debian 12 (run as root). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates curl
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libfuse3-dev fuse3 libcurl4-openssl-dev libyaml-cpp-dev libgit2-dev libsqlite3-dev
+  nlohmann-json3-dev libcpp-httplib-dev libssl-dev libgtest-dev libgmock-dev
+  bubblewrap libsystemd-dev systemd
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Node.js runs the conformance tests with the official SDK; Debian's is recent enough (>= 18).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# The official TypeScript SDK, pinned by package-lock.json.
+(cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error)
