@@ -73,6 +73,23 @@ absl::Status ApiError(int http_status, std::string_view code, std::string_view m
   return status;
 }
 
+absl::Status LocalError(absl::StatusCode code, std::string_view mesa_code, std::string_view message) {
+  absl::Status status(code, absl::string_view(message.data(), message.size()));
+  nlohmann::json payload = {{"http", 0}, {"code", mesa_code}};
+  status.SetPayload(kPayloadUrl, absl::Cord(payload.dump()));
+  return status;
+}
+
+absl::Status WithTraceId(const absl::Status& status, std::string_view trace_id) {
+  absl::Status out = status;
+  auto payload = status.GetPayload(kPayloadUrl);
+  nlohmann::json j = payload ? nlohmann::json::parse(std::string(*payload), nullptr, false) : nlohmann::json::object();
+  if (!j.is_object()) j = nlohmann::json::object();
+  j["trace_id"] = trace_id;
+  out.SetPayload(kPayloadUrl, absl::Cord(j.dump()));
+  return out;
+}
+
 absl::Status FieldError(std::string_view field, std::string_view message) {
   return ApiError(400, "VALIDATION_ERROR", std::string(field) + ": " + std::string(message),
                   {{"errors", nlohmann::json::array({{{"field", field}, {"message", message}}})}});
@@ -102,7 +119,7 @@ ApiErrorInfo ErrorInfoFromStatus(const absl::Status& status) {
     auto j = nlohmann::json::parse(std::string(*payload), nullptr, false);
     if (j.is_object()) {
       info.http_status = j.value("http", 500);
-      info.code = j.value("code", DefaultCodeForHttp(info.http_status));
+      info.code = j.value("code", DefaultCodeForHttp(info.http_status == 0 ? HttpForAbslCode(status.code()) : info.http_status));
       if (j.contains("details")) info.details = j["details"];
       if (j.contains("trace_id")) info.trace_id = j["trace_id"].get<std::string>();
       return info;

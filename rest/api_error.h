@@ -25,6 +25,13 @@ struct ApiErrorInfo {
 absl::Status ApiError(int http_status, std::string_view code, std::string_view message,
                       nlohmann::json details = nullptr);
 
+// An error that did not come from an HTTP answer (http_status 0): transport failures,
+// daemon-side checks. `code` is the Mesa-style code carried to clients.
+absl::Status LocalError(absl::StatusCode code, std::string_view mesa_code, std::string_view message);
+
+// Attaches the server's trace id to a Mesa error.
+absl::Status WithTraceId(const absl::Status& status, std::string_view trace_id);
+
 // 400 with `details.errors = [{field, message}]`.
 absl::Status FieldError(std::string_view field, std::string_view message);
 absl::Status BadRequest(std::string_view message);

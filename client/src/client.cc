@@ -1,0 +1,322 @@
+#include "mesa/client.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <cstdlib>
+
+#include "rest/codec.h"
+#include "rest/time_format.h"
+
+namespace mesa {
+
+std::string DefaultSocketPath() {
+  const char* env = getenv("MESA_SOCKET");
+  return env && *env ? env : "/run/mesad/mesad.sock";
+}
+
+namespace {
+
+template <typename Stub, typename Req, typename Resp>
+Resp Invoke(std::unique_ptr<grpc::ClientContext> ctx, Stub* stub,
+            grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req) {
+  Resp resp;
+  grpc::Status st = (stub->*method)(ctx.get(), req, &resp);
+  if (!st.ok()) ThrowForStatus(st);
+  return resp;
+}
+
+// Follows next_cursor until the last page.
+template <typename Fetch, typename Items>
+auto AllPages(Fetch fetch, Items items) {
+  using Item = typename std::decay_t<decltype(items(fetch(std::string())))>::value_type;
+  std::vector<Item> out;
+  std::string cursor;
+  while (true) {
+    auto page = fetch(cursor);
+    for (const auto& item : items(page)) out.push_back(item);
+    if (!page.has_next_cursor() || page.next_cursor().empty()) break;
+    cursor = page.next_cursor();
+  }
+  return out;
+}
+
+}  // namespace
+
+template <typename Req>
+Req ClientResource::WithCall(Req req) const {
+  auto* call = req.mutable_call();
+  if (call->session_id().empty()) call->set_session_id(client_->options_.session_id);
+  if (call->org().empty()) call->set_org(client_->options_.org);
+  return req;
+}
+
+std::unique_ptr<grpc::ClientContext> ClientResource::Context() const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + client_->options_.timeout);
+  return ctx;
+}
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  if (options_.socket.empty()) options_.socket = DefaultSocketPath();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(512 << 20);
+  args.SetMaxSendMessageSize(512 << 20);
+  channel_ = grpc::CreateCustomChannel("unix:" + options_.socket, grpc::InsecureChannelCredentials(), args);
+  sessions_ = std::make_unique<Sessions>(this);
+  repos_ = std::make_unique<Repos>(this);
+  bookmarks_ = std::make_unique<Bookmarks>(this);
+  changes_ = std::make_unique<Changes>(this);
+  content_ = std::make_unique<ContentApi>(this);
+  diffs_ = std::make_unique<Diffs>(this);
+  api_keys_ = std::make_unique<ApiKeys>(this);
+  webhook_targets_ = std::make_unique<WebhookTargets>(this);
+  webhooks_ = std::make_unique<Webhooks>(this);
+}
+
+Client::~Client() = default;
+
+v1::OrgSummary Client::org() {
+  auto stub = dv1::Orgs::NewStub(channel_);
+  dv1::GetOrgRequest req;
+  req.mutable_call()->set_session_id(options_.session_id);
+  req.mutable_call()->set_org(options_.org);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  v1::OrgSummary out;
+  auto st = stub->GetOrg(&ctx, req, &out);
+  if (!st.ok()) ThrowForStatus(st);
+  return out;
+}
+
+dv1::StatusResponse Client::status() {
+  auto stub = dv1::Daemon::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  dv1::StatusResponse out;
+  auto st = stub->Status(&ctx, dv1::StatusRequest(), &out);
+  if (!st.ok()) ThrowForStatus(st);
+  return out;
+}
+
+// ---- Sessions ----
+Sessions::Sessions(Client* c) : ClientResource(c), stub_(dv1::Sessions::NewStub(c->channel())) {}
+dv1::LoginResponse Sessions::login(const dv1::LoginRequest& request) {
+  return Invoke(Context(), stub_.get(), &dv1::Sessions::Stub::Login, request);
+}
+void Sessions::logout(const std::string& session_id) {
+  dv1::LogoutRequest req;
+  req.set_session_id(session_id);
+  Invoke(Context(), stub_.get(), &dv1::Sessions::Stub::Logout, req);
+}
+std::vector<dv1::Session> Sessions::list(bool all_users) {
+  dv1::ListSessionsRequest req;
+  req.set_all_users(all_users);
+  auto resp = Invoke(Context(), stub_.get(), &dv1::Sessions::Stub::ListSessions, req);
+  return {resp.sessions().begin(), resp.sessions().end()};
+}
+v1::Whoami Sessions::whoami() {
+  return Invoke(Context(), stub_.get(), &dv1::Sessions::Stub::Whoami, WithCall(dv1::WhoamiRequest()));
+}
+
+// ---- Repos ----
+Repos::Repos(Client* c) : ClientResource(c), stub_(dv1::Repos::NewStub(c->channel())) {}
+dv1::ListReposResponse Repos::list(dv1::ListReposRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Repos::Stub::ListRepos, WithCall(std::move(request)));
+}
+std::vector<v1::Repo> Repos::list_all(dv1::ListReposRequest request) {
+  return AllPages([&](const std::string& cursor) { request.set_cursor(cursor); return list(request); },
+                  [](const dv1::ListReposResponse& p) { return std::vector<v1::Repo>(p.repos().begin(), p.repos().end()); });
+}
+v1::Repo Repos::create(dv1::CreateRepoRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Repos::Stub::CreateRepo, WithCall(std::move(request)));
+}
+v1::Repo Repos::create(const std::string& name) {
+  dv1::CreateRepoRequest req;
+  req.set_name(name);
+  return create(std::move(req));
+}
+v1::Repo Repos::get(const std::string& repo) {
+  dv1::GetRepoRequest req;
+  req.set_repo(repo);
+  return Invoke(Context(), stub_.get(), &dv1::Repos::Stub::GetRepo, WithCall(std::move(req)));
+}
+v1::Repo Repos::update(dv1::UpdateRepoRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Repos::Stub::UpdateRepo, WithCall(std::move(request)));
+}
+void Repos::remove(const std::string& repo) {
+  dv1::DeleteRepoRequest req;
+  req.set_repo(repo);
+  Invoke(Context(), stub_.get(), &dv1::Repos::Stub::DeleteRepo, WithCall(std::move(req)));
+}
+int64_t Repos::bulk_update_tags(dv1::BulkUpdateRepoTagsRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Repos::Stub::BulkUpdateRepoTags, WithCall(std::move(request))).updated();
+}
+
+// ---- Bookmarks ----
+Bookmarks::Bookmarks(Client* c) : ClientResource(c), stub_(dv1::Bookmarks::NewStub(c->channel())) {}
+dv1::ListBookmarksResponse Bookmarks::list(dv1::ListBookmarksRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Bookmarks::Stub::ListBookmarks, WithCall(std::move(request)));
+}
+std::vector<v1::Bookmark> Bookmarks::list_all(dv1::ListBookmarksRequest request) {
+  return AllPages([&](const std::string& cursor) { request.set_cursor(cursor); return list(request); },
+                  [](const dv1::ListBookmarksResponse& p) {
+                    return std::vector<v1::Bookmark>(p.bookmarks().begin(), p.bookmarks().end());
+                  });
+}
+v1::Bookmark Bookmarks::create(const std::string& repo, const std::string& name, const std::string& change_id) {
+  dv1::CreateBookmarkRequest req;
+  req.set_repo(repo);
+  req.set_name(name);
+  req.set_change_id(change_id);
+  return Invoke(Context(), stub_.get(), &dv1::Bookmarks::Stub::CreateBookmark, WithCall(std::move(req)));
+}
+v1::Bookmark Bookmarks::get(const std::string& repo, const std::string& name) {
+  dv1::GetBookmarkRequest req;
+  req.set_repo(repo);
+  req.set_name(name);
+  return Invoke(Context(), stub_.get(), &dv1::Bookmarks::Stub::GetBookmark, WithCall(std::move(req)));
+}
+v1::Bookmark Bookmarks::move(const std::string& repo, const std::string& name, const std::string& change_id) {
+  dv1::MoveBookmarkRequest req;
+  req.set_repo(repo);
+  req.set_name(name);
+  req.set_change_id(change_id);
+  return Invoke(Context(), stub_.get(), &dv1::Bookmarks::Stub::MoveBookmark, WithCall(std::move(req)));
+}
+void Bookmarks::remove(const std::string& repo, const std::string& name) {
+  dv1::DeleteBookmarkRequest req;
+  req.set_repo(repo);
+  req.set_name(name);
+  Invoke(Context(), stub_.get(), &dv1::Bookmarks::Stub::DeleteBookmark, WithCall(std::move(req)));
+}
+v1::MergeResult Bookmarks::merge(dv1::MergeBookmarksRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Bookmarks::Stub::MergeBookmarks, WithCall(std::move(request)));
+}
+
+// ---- Changes ----
+Changes::Changes(Client* c) : ClientResource(c), stub_(dv1::Changes::NewStub(c->channel())) {}
+dv1::ListChangesResponse Changes::list(dv1::ListChangesRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Changes::Stub::ListChanges, WithCall(std::move(request)));
+}
+std::vector<v1::Change> Changes::list_all(dv1::ListChangesRequest request) {
+  return AllPages([&](const std::string& cursor) { request.set_cursor(cursor); return list(request); },
+                  [](const dv1::ListChangesResponse& p) {
+                    return std::vector<v1::Change>(p.changes().begin(), p.changes().end());
+                  });
+}
+v1::Change Changes::create(dv1::CreateChangeRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Changes::Stub::CreateChange, WithCall(std::move(request)));
+}
+v1::Change Changes::get(const std::string& repo, const std::string& change_id) {
+  dv1::GetChangeRequest req;
+  req.set_repo(repo);
+  req.set_change_id(change_id);
+  return Invoke(Context(), stub_.get(), &dv1::Changes::Stub::GetChange, WithCall(std::move(req)));
+}
+v1::Change Changes::update(dv1::UpdateChangeRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Changes::Stub::UpdateChange, WithCall(std::move(request)));
+}
+
+// ---- Content ----
+ContentApi::ContentApi(Client* c) : ClientResource(c), stub_(dv1::Content::NewStub(c->channel())) {}
+v1::Content ContentApi::get(dv1::GetContentRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Content::Stub::GetContent, WithCall(std::move(request)));
+}
+std::string ContentApi::read(const std::string& repo, const std::string& path, const std::string& change_id) {
+  dv1::GetContentRequest req;
+  req.set_repo(repo);
+  req.set_path(path);
+  req.set_change_id(change_id);
+  req.set_raw(true);
+  return get(std::move(req)).content();
+}
+
+// ---- Diffs ----
+Diffs::Diffs(Client* c) : ClientResource(c), stub_(dv1::Diffs::NewStub(c->channel())) {}
+v1::Diff Diffs::get(dv1::GetDiffRequest request) {
+  request.set_unified(false);
+  return Invoke(Context(), stub_.get(), &dv1::Diffs::Stub::GetDiff, WithCall(std::move(request))).diff();
+}
+std::string Diffs::unified(dv1::GetDiffRequest request) {
+  request.set_unified(true);
+  return Invoke(Context(), stub_.get(), &dv1::Diffs::Stub::GetDiff, WithCall(std::move(request))).unified();
+}
+
+// ---- API keys ----
+ApiKeys::ApiKeys(Client* c) : ClientResource(c), stub_(dv1::ApiKeys::NewStub(c->channel())) {}
+dv1::ListApiKeysResponse ApiKeys::list(dv1::ListApiKeysRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::ApiKeys::Stub::ListApiKeys, WithCall(std::move(request)));
+}
+std::vector<v1::ApiKey> ApiKeys::list_all(dv1::ListApiKeysRequest request) {
+  return AllPages([&](const std::string& cursor) { request.set_cursor(cursor); return list(request); },
+                  [](const dv1::ListApiKeysResponse& p) {
+                    return std::vector<v1::ApiKey>(p.api_keys().begin(), p.api_keys().end());
+                  });
+}
+v1::ApiKey ApiKeys::create(dv1::CreateApiKeyRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::ApiKeys::Stub::CreateApiKey, WithCall(std::move(request)));
+}
+void ApiKeys::revoke(const std::string& id) {
+  dv1::RevokeApiKeyRequest req;
+  req.set_id(id);
+  Invoke(Context(), stub_.get(), &dv1::ApiKeys::Stub::RevokeApiKey, WithCall(std::move(req)));
+}
+std::map<std::string, std::string> ApiKeys::update(dv1::UpdateApiKeyRequest request) {
+  auto resp = Invoke(Context(), stub_.get(), &dv1::ApiKeys::Stub::UpdateApiKey, WithCall(std::move(request)));
+  return {resp.tags().begin(), resp.tags().end()};
+}
+
+// ---- Webhook targets ----
+WebhookTargets::WebhookTargets(Client* c) : ClientResource(c), stub_(dv1::WebhookTargets::NewStub(c->channel())) {}
+dv1::ListWebhookTargetsResponse WebhookTargets::list(dv1::ListWebhookTargetsRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::WebhookTargets::Stub::ListWebhookTargets, WithCall(std::move(request)));
+}
+std::vector<v1::WebhookTarget> WebhookTargets::list_all(dv1::ListWebhookTargetsRequest request) {
+  return AllPages([&](const std::string& cursor) { request.set_cursor(cursor); return list(request); },
+                  [](const dv1::ListWebhookTargetsResponse& p) {
+                    return std::vector<v1::WebhookTarget>(p.webhook_targets().begin(), p.webhook_targets().end());
+                  });
+}
+v1::WebhookTarget WebhookTargets::create(dv1::CreateWebhookTargetRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::WebhookTargets::Stub::CreateWebhookTarget, WithCall(std::move(request)));
+}
+v1::WebhookTarget WebhookTargets::get(const std::string& id) {
+  dv1::GetWebhookTargetRequest req;
+  req.set_id(id);
+  return Invoke(Context(), stub_.get(), &dv1::WebhookTargets::Stub::GetWebhookTarget, WithCall(std::move(req)));
+}
+v1::WebhookTarget WebhookTargets::update(dv1::UpdateWebhookTargetRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::WebhookTargets::Stub::UpdateWebhookTarget, WithCall(std::move(request)));
+}
+void WebhookTargets::remove(const std::string& id) {
+  dv1::DeleteWebhookTargetRequest req;
+  req.set_id(id);
+  Invoke(Context(), stub_.get(), &dv1::WebhookTargets::Stub::DeleteWebhookTarget, WithCall(std::move(req)));
+}
+
+// ---- Webhooks ----
+Webhooks::Webhooks(Client* c) : ClientResource(c), stub_(dv1::Webhooks::NewStub(c->channel())) {}
+v1::WebhookEvent Webhooks::verify(const std::string& body, const std::map<std::string, std::string>& headers,
+                                  const std::string& secret) {
+  dv1::VerifyWebhookRequest req;
+  req.set_body(body);
+  for (const auto& [k, v] : headers) (*req.mutable_headers())[k] = v;
+  req.set_secret(secret);
+  return Invoke(Context(), stub_.get(), &dv1::Webhooks::Stub::Verify, WithCall(std::move(req)));
+}
+v1::WebhookEvent Webhooks::VerifyLocally(const std::string& secret, const std::map<std::string, std::string>& headers,
+                                         const std::string& body) {
+  std::string header;
+  for (const auto& [k, v] : headers) {
+    std::string lower = k;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == "x-mesa-signature") header = v;
+  }
+  v1::WebhookEvent event;
+  auto st = rest::VerifyWebhook(secret, header, body, rest::NowUnixMillis() / 1000, &event);
+  if (!st.ok()) throw WebhookVerificationError("WEBHOOK_VERIFICATION_FAILED", std::string(st.message()));
+  return event;
+}
+
+}  // namespace mesa

@@ -1,0 +1,42 @@
+// mesad settings: built-in defaults, then a YAML file (--config), then flags.
+// Every key is documented in config/mesad.yaml (also printed by --print-default-config).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "daemon/log.h"
+
+namespace mesa::daemon {
+
+struct DaemonConfig {
+  std::string socket = "/run/mesad/mesad.sock";
+  std::string state_dir = "/var/lib/mesad";
+  std::string cache_dir = "/var/cache/mesad";
+  std::string api_url;  // empty: the embedded mesa-server store
+  LogLevel log_level = LogLevel::kInfo;
+
+  // REST client
+  int connect_timeout_ms = 5000;
+  int request_timeout_ms = 60000;
+  int max_attempts = 4;  // total tries of an idempotent request
+  int backoff_initial_ms = 100;
+  int backoff_max_ms = 5000;
+
+  // gRPC
+  int rpc_threads = 16;
+  int64_t max_message_bytes = 256ll << 20;
+
+  // Embedded store
+  std::string embedded_access_log = "off";
+};
+
+// The documented default configuration (the text of config/mesad.yaml).
+const char* DefaultConfigYaml();
+
+// Reads `path` into `config`; returns warnings (unknown keys).
+absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path, DaemonConfig& config);
+
+}  // namespace mesa::daemon
