@@ -14,6 +14,8 @@
 #include "daemon/config/config.h"
 #include "daemon/embedded/embedded_api.h"
 #include "daemon/log.h"
+#include "daemon/mounts/mount_manager.h"
+#include "daemon/rpc/mount_services.h"
 #include "daemon/remote/rest_client.h"
 #include "daemon/rpc/api_services.h"
 #include "daemon/rpc/listener.h"
@@ -30,6 +32,7 @@ constexpr const char* kUsage = R"(usage: mesad [options]
   --state-dir DIR         sessions, mount records, embedded store (default /var/lib/mesad)
   --cache-dir DIR         blob cache (default /var/cache/mesad)
   --api-url URL           Mesa API for new sessions (https://.../v1 or unix:/path); empty = embedded
+  --runtime-dir DIR       default mount points live under DIR/<uid>/ (default /run/mesad/mounts)
   --log-level LEVEL       error | warning | info | debug
   --print-default-config  print the documented default configuration and exit
   --version               print the version and exit
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
     else if (k == "state-dir") config.state_dir = v;
     else if (k == "cache-dir") config.cache_dir = v;
     else if (k == "api-url") config.api_url = v;
+    else if (k == "runtime-dir") config.runtime_dir = v;
     else if (k == "log-level") {
       if (!ParseLogLevel(v, &config.log_level)) return Die("--log-level must be error, warning, info or debug");
     } else {
@@ -140,9 +144,21 @@ int main(int argc, char** argv) {
   SessionManager sessions({config.state_dir, config.api_url, embedded.get(), &rest});
   if (auto st = sessions.Load(); !st.ok()) return Die(std::string(st.message()));
 
+  MountManagerOptions mount_options;
+  mount_options.runtime_dir = config.runtime_dir;
+  mount_options.state_dir = config.state_dir;
+  mount_options.cache_dir = config.cache_dir;
+  mount_options.cache_max_bytes = config.cache_max_bytes;
+  mount_options.backend_timeout_ms = config.fs_backend_timeout_ms;
+  mount_options.sessions = &sessions;
+  mount_options.fuse.max_threads = static_cast<unsigned>(config.fuse_threads);
+  MountManager mounts(mount_options);
+  if (auto st = mounts.Start(); !st.ok()) return Die("mounts: " + std::string(st.message()));
+
   PeerRegistry peers;
-  RpcDeps deps{&sessions, &peers, &rest, mesa::rest::NowUnixMillis(), nullptr};
+  RpcDeps deps{&sessions, &peers, &rest, mesa::rest::NowUnixMillis(), [&mounts](uid_t uid) { return mounts.Count(uid); }};
   auto services = MakeApiServices(deps);
+  for (auto& s : MakeMountServices(&mounts, &peers)) services.push_back(std::move(s));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -183,6 +199,7 @@ int main(int argc, char** argv) {
   listener->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   server->Wait();
+  mounts.UnmountAll();
   listener.reset();
   embedded.reset();
   MESA_LOG(kInfo) << "stopped";

@@ -22,6 +22,8 @@ struct RestRequest {
   std::vector<std::pair<std::string, std::string>> query;
   std::optional<nlohmann::json> body;
   std::string accept;  // empty: application/json
+  int timeout_ms = 0;        // whole call, retries included; 0: the client's default
+  int stall_timeout_ms = 0;  // >0: no total limit, but abort when no byte arrives for this long
 
   // GET and DELETE may be repeated safely after a failure.
   bool Idempotent() const { return method == "GET" || method == "DELETE" || method == "HEAD"; }

@@ -20,7 +20,8 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     static const std::set<std::string> known = {
         "socket", "state_dir", "cache_dir", "api_url", "log_level", "connect_timeout_ms",
         "request_timeout_ms", "max_attempts", "backoff_initial_ms", "backoff_max_ms", "rpc_threads",
-        "max_message_bytes", "embedded_access_log"};
+        "max_message_bytes", "embedded_access_log", "runtime_dir", "cache_max_bytes",
+        "fs_backend_timeout_ms", "fuse_threads"};
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
       if (!known.count(key)) warnings.push_back(path + ": unknown key '" + key + "' ignored");
@@ -47,6 +48,10 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     num("backoff_max_ms", c.backoff_max_ms);
     num("rpc_threads", c.rpc_threads);
     num("max_message_bytes", c.max_message_bytes);
+    str("runtime_dir", c.runtime_dir);
+    num("cache_max_bytes", c.cache_max_bytes);
+    num("fs_backend_timeout_ms", c.fs_backend_timeout_ms);
+    num("fuse_threads", c.fuse_threads);
   } catch (const YAML::Exception& e) {
     return rest::InternalError(path + ": " + e.what());
   }

@@ -31,6 +31,12 @@ struct DaemonConfig {
 
   // Embedded store
   std::string embedded_access_log = "off";
+
+  // Mounts
+  std::string runtime_dir = "/run/mesad/mounts";
+  uint64_t cache_max_bytes = 10ull << 30;
+  int fs_backend_timeout_ms = 20000;
+  int fuse_threads = 16;
 };
 
 // The documented default configuration (the text of config/mesad.yaml).

@@ -135,6 +135,13 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
                                               const std::function<bool(const char*, size_t)>& sink) {
   std::string body = req.body ? req.body->dump() : std::string();
   std::string user_agent = options_.user_agent + (ua_suffix.empty() ? "" : " " + ua_suffix);
+  // A call-wide deadline bounds every attempt and the waits between them.
+  auto deadline = req.timeout_ms > 0 ? std::chrono::steady_clock::now() + std::chrono::milliseconds(req.timeout_ms)
+                                     : std::chrono::steady_clock::time_point::max();
+  auto remaining_ms = [&]() -> int64_t {
+    if (deadline == std::chrono::steady_clock::time_point::max()) return options_.request_timeout_ms;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  };
   for (int attempt = 0;; ++attempt) {
     CURL* curl = Acquire();
     curl_easy_reset(curl);  // keeps the connection cache: keep-alive survives
@@ -145,8 +152,16 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     if (!ep.unix_socket.empty()) curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, ep.unix_socket.c_str());
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout_ms));
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout_ms));
+    int64_t budget = std::max<int64_t>(1, std::min<int64_t>(remaining_ms(), options_.request_timeout_ms));
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(options_.connect_timeout_ms, budget)));
+    if (req.stall_timeout_ms > 0) {
+      // Large downloads: no limit on the whole transfer, only on silence.
+      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 0L);
+      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(req.stall_timeout_ms / 1000)));
+    } else {
+      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(budget));
+    }
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, user_agent.c_str());
@@ -179,7 +194,7 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
     response.status = static_cast<int>(status);
     response.content_type = response.headers.count("content-type") ? response.headers["content-type"] : "";
 
-    bool last = attempt + 1 >= options_.max_attempts;
+    bool last = attempt + 1 >= options_.max_attempts || remaining_ms() <= 0;
     if (rc == CURLE_WRITE_ERROR && ex.streaming)
       return rest::LocalError(absl::StatusCode::kAborted, "ABORTED", "response consumer stopped");
     if (rc != CURLE_OK) {
@@ -189,7 +204,8 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
                        << (retry ? " (retrying)" : "");
       if (retry) {
         ++total_retries_;
-        std::this_thread::sleep_for(std::chrono::milliseconds(RetryDelayMs(attempt, options_, "")));
+        std::this_thread::sleep_for(std::chrono::milliseconds(
+            std::min<int64_t>(RetryDelayMs(attempt, options_, ""), std::max<int64_t>(0, remaining_ms()))));
         continue;
       }
       bool timeout = rc == CURLE_OPERATION_TIMEDOUT;
@@ -204,7 +220,8 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
     if (!last && RetryableStatus(static_cast<int>(status)) && req.Idempotent()) {
       ++total_retries_;
       std::string retry_after = response.headers.count("retry-after") ? response.headers["retry-after"] : "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(RetryDelayMs(attempt, options_, retry_after)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::min<int64_t>(RetryDelayMs(attempt, options_, retry_after), std::max<int64_t>(0, remaining_ms()))));
       continue;
     }
     rest::ApiErrorInfo info = rest::ParseErrorEnvelope(static_cast<int>(status), response.body);

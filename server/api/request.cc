@@ -161,7 +161,7 @@ absl::StatusOr<std::vector<FileOp>> ParseFileOps(const nlohmann::json& files) {
     if (op.kind == FileOp::Kind::kUpsert) {
       auto encoding = r.OptString("encoding");
       if (encoding && *encoding != "base64") r.Fail("encoding", "must be base64");
-      std::string content = r.Has("content") ? r.ReqString("content", 0) : (r.Fail("content", "is required"), "");
+      std::string content = r.Has("content") ? r.ReqString("content", 0, std::string::npos) : (r.Fail("content", "is required"), "");
       auto decoded = rest::Base64Decode(content);
       if (!decoded) r.Fail("content", "must be valid base64");
       else op.content = std::move(*decoded);
@@ -187,7 +187,7 @@ absl::StatusOr<std::vector<Resolution>> ParseResolutions(const nlohmann::json& l
   std::vector<std::pair<std::string, std::string>> errors;
   auto take_or_content = [&](FieldReader& r, std::optional<std::string>& content,
                              std::optional<std::string>& take) {
-    auto c = r.OptString("content", 0);
+    auto c = r.OptString("content", 0, std::string::npos);
     auto t = r.OptString("take");
     auto encoding = r.OptString("encoding");
     if (encoding && *encoding != "base64") r.Fail("encoding", "must be base64");

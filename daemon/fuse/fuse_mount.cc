@@ -1,0 +1,376 @@
+#define FUSE_USE_VERSION 312
+#include "daemon/fuse/fuse_mount.h"
+
+#include <fuse3/fuse_lowlevel.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "daemon/log.h"
+#include "rest/api_error.h"
+
+namespace mesa::daemon {
+
+struct FuseOps {
+  static FuseMount* Self(fuse_req_t req) { return static_cast<FuseMount*>(fuse_req_userdata(req)); }
+
+  // Only the mount's owner gets past here (the kernel's default_permissions check on the
+  // 0700 root does the same for cached entries).
+  static bool Deny(fuse_req_t req) {
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    if (Self(req)->fs_->Allowed(ctx->uid)) return false;
+    fuse_reply_err(req, EACCES);
+    return true;
+  }
+
+  static void FillStat(const fs::Attr& a, struct stat* st) {
+    memset(st, 0, sizeof *st);
+    st->st_ino = a.ino;
+    st->st_mode = a.mode;
+    st->st_nlink = a.nlink;
+    st->st_uid = a.uid;
+    st->st_gid = a.gid;
+    st->st_size = static_cast<off_t>(a.size);
+    st->st_blksize = 65536;
+    st->st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+    st->st_mtim.tv_sec = a.mtime_s;
+    st->st_ctim.tv_sec = a.mtime_s;
+    st->st_atim.tv_sec = a.mtime_s;
+  }
+
+  static void FillEntry(FuseMount* m, const fs::Attr& a, fuse_entry_param* e) {
+    memset(e, 0, sizeof *e);
+    e->ino = a.ino;
+    e->generation = 1;
+    e->attr_timeout = m->options_.attr_timeout_s;
+    e->entry_timeout = m->options_.entry_timeout_s;
+    FillStat(a, &e->attr);
+  }
+
+  static void Init(void* userdata, fuse_conn_info* conn) {
+    auto* m = static_cast<FuseMount*>(userdata);
+    auto want = [&](unsigned cap) {
+      if (conn->capable & cap) conn->want |= cap;
+    };
+    want(FUSE_CAP_ASYNC_READ);
+    want(FUSE_CAP_SPLICE_WRITE);
+    want(FUSE_CAP_SPLICE_MOVE);
+    want(FUSE_CAP_PARALLEL_DIROPS);
+    want(FUSE_CAP_CACHE_SYMLINKS);
+    want(FUSE_CAP_READDIRPLUS);
+    want(FUSE_CAP_NO_OPEN_SUPPORT);
+    want(FUSE_CAP_NO_OPENDIR_SUPPORT);
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always plus: one round trip fills the dcache
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // content never changes under an inode
+    conn->max_read = 1u << 20;  // must match the max_read mount option
+    conn->max_readahead = m->options_.max_readahead;
+    conn->max_write = 1u << 20;
+    conn->max_background = 64;
+    conn->congestion_threshold = 48;
+  }
+
+  static void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    if (Deny(req)) return;
+    FuseMount* m = Self(req);
+    auto attr = m->fs_->Lookup(parent, name);
+    fuse_entry_param e;
+    if (!attr.ok()) {
+      if (attr.err() == ENOENT) {
+        // A negative entry, cached by the kernel: trees do not change under a mount.
+        memset(&e, 0, sizeof e);
+        e.entry_timeout = m->options_.negative_timeout_s;
+        fuse_reply_entry(req, &e);
+        return;
+      }
+      fuse_reply_err(req, attr.err());
+      return;
+    }
+    FillEntry(m, *attr, &e);
+    fuse_reply_entry(req, &e);
+  }
+
+  static void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    if (Deny(req)) return;
+    auto attr = Self(req)->fs_->GetAttr(ino);
+    if (!attr.ok()) {
+      fuse_reply_err(req, attr.err());
+      return;
+    }
+    struct stat st;
+    FillStat(*attr, &st);
+    fuse_reply_attr(req, &st, Self(req)->options_.attr_timeout_s);
+  }
+
+  static void ReadLink(fuse_req_t req, fuse_ino_t ino) {
+    if (Deny(req)) return;
+    auto target = Self(req)->fs_->ReadLink(ino);
+    if (!target.ok()) {
+      fuse_reply_err(req, target.err());
+      return;
+    }
+    fuse_reply_readlink(req, target->c_str());
+  }
+
+  // ENOSYS makes the kernel stop sending OPEN/OPENDIR for this mount and treat files as
+  // keep_cache and directories as cache_dir.
+  static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    if (Deny(req)) return;
+    fuse_reply_err(req, ENOSYS);
+  }
+  static void OpenDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+    if (Deny(req)) return;
+    fuse_reply_err(req, ENOSYS);
+  }
+
+  static void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+    if (Deny(req)) return;
+    auto file = Self(req)->fs_->Open(ino);
+    if (!file.ok()) {
+      fuse_reply_err(req, file.err());
+      return;
+    }
+    uint64_t total = (*file)->size();
+    if (static_cast<uint64_t>(off) >= total) {
+      fuse_reply_buf(req, nullptr, 0);
+      return;
+    }
+    size_t n = static_cast<size_t>(std::min<uint64_t>(size, total - static_cast<uint64_t>(off)));
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = (*file)->fd();
+    buf.buf[0].pos = off;
+    // Splices from the cache file into the FUSE device when possible, copies otherwise.
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  }
+
+  static void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+    if (Deny(req)) return;
+    FuseMount* m = Self(req);
+    auto entries = m->fs_->ReadDir(ino);
+    if (!entries.ok()) {
+      fuse_reply_err(req, entries.err());
+      return;
+    }
+    std::vector<char> buf(size);
+    size_t used = 0;
+    // Offsets: 1 = ".", 2 = "..", 3.. = entries.
+    size_t total = entries->size() + 2;
+    auto parent_attr = m->fs_->GetAttr(ino);
+    for (size_t i = static_cast<size_t>(off); i < total; ++i) {
+      std::string name;
+      fs::Attr attr;
+      if (i == 0) {
+        name = ".";
+        attr = *parent_attr;
+      } else if (i == 1) {
+        name = "..";
+        attr = *parent_attr;  // only the type matters for ".."
+      } else {
+        name = (*entries)[i - 2].name;
+        attr = (*entries)[i - 2].attr;
+      }
+      size_t need;
+      if (plus) {
+        fuse_entry_param e;
+        FillEntry(m, attr, &e);
+        if (i < 2) {
+          // "." and "..": an entry with ino 0 adds no lookup count and no dentry.
+          memset(&e, 0, sizeof e);
+          e.attr.st_ino = attr.ino;
+          e.attr.st_mode = S_IFDIR;
+        }
+        need = fuse_add_direntry_plus(req, buf.data() + used, buf.size() - used, name.c_str(), &e, static_cast<off_t>(i + 1));
+      } else {
+        struct stat st;
+        FillStat(attr, &st);
+        need = fuse_add_direntry(req, buf.data() + used, buf.size() - used, name.c_str(), &st, static_cast<off_t>(i + 1));
+      }
+      if (need > buf.size() - used) break;
+      used += need;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  }
+
+  static void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+    ReadDirCommon(req, ino, size, off, false);
+  }
+  static void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+    ReadDirCommon(req, ino, size, off, true);
+  }
+
+  static void StatFs(fuse_req_t req, fuse_ino_t) {
+    struct statvfs st {};
+    st.f_bsize = 65536;
+    st.f_frsize = 65536;
+    st.f_namemax = 255;
+    st.f_files = 1u << 30;
+    st.f_ffree = 1u << 30;
+    st.f_blocks = 1ull << 30;
+    st.f_bfree = 1ull << 30;
+    st.f_bavail = 1ull << 30;
+    fuse_reply_statfs(req, &st);
+  }
+
+  // Refused once: the kernel then stops asking for this mount.
+  static void GetXattr(fuse_req_t req, fuse_ino_t, const char*, size_t) { fuse_reply_err(req, ENOSYS); }
+  static void ListXattr(fuse_req_t req, fuse_ino_t, size_t) { fuse_reply_err(req, ENOSYS); }
+
+  // Writes arrive with the write path; until then every mutation is read-only.
+  static void ReadOnly(fuse_req_t req) {
+    if (Deny(req)) return;
+    fuse_reply_err(req, EROFS);
+  }
+  static void SetAttr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { ReadOnly(req); }
+  static void MkNod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { ReadOnly(req); }
+  static void MkDir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { ReadOnly(req); }
+  static void Unlink(fuse_req_t req, fuse_ino_t, const char*) { ReadOnly(req); }
+  static void RmDir(fuse_req_t req, fuse_ino_t, const char*) { ReadOnly(req); }
+  static void Symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { ReadOnly(req); }
+  static void Rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { ReadOnly(req); }
+  static void Link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { ReadOnly(req); }
+  static void Write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { ReadOnly(req); }
+  static void Create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { ReadOnly(req); }
+  static void SetXattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { ReadOnly(req); }
+  static void RemoveXattr(fuse_req_t req, fuse_ino_t, const char*) { ReadOnly(req); }
+  static void Fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) { ReadOnly(req); }
+
+  static fuse_lowlevel_ops Make() {
+    fuse_lowlevel_ops ops{};
+    ops.init = Init;
+    ops.lookup = Lookup;
+    ops.getattr = GetAttr;
+    ops.readlink = ReadLink;
+    ops.open = Open;
+    ops.opendir = OpenDir;
+    ops.read = Read;
+    ops.readdir = ReadDir;
+    ops.readdirplus = ReadDirPlus;
+    ops.statfs = StatFs;
+    ops.getxattr = GetXattr;
+    ops.listxattr = ListXattr;
+    ops.setattr = SetAttr;
+    ops.mknod = MkNod;
+    ops.mkdir = MkDir;
+    ops.unlink = Unlink;
+    ops.rmdir = RmDir;
+    ops.symlink = Symlink;
+    ops.rename = Rename;
+    ops.link = Link;
+    ops.write = Write;
+    ops.create = Create;
+    ops.setxattr = SetXattr;
+    ops.removexattr = RemoveXattr;
+    ops.fallocate = Fallocate;
+    return ops;
+  }
+};
+
+absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& mountpoint,
+                                                            std::shared_ptr<fs::MountFs> fs, FuseOptions options) {
+  auto m = std::unique_ptr<FuseMount>(new FuseMount());
+  m->mountpoint_ = mountpoint;
+  m->fs_ = std::move(fs);
+  m->options_ = options;
+  std::string opts = "-ofsname=" + options.fsname + ",subtype=mesad,allow_other,default_permissions,max_read=1048576";
+  std::vector<std::string> argv_s = {"mesad", opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  static const fuse_lowlevel_ops ops = FuseOps::Make();
+  m->session_ = fuse_session_new(&args, &ops, sizeof ops, m.get());
+  if (!m->session_) return rest::InternalError("fuse_session_new failed");
+  if (fuse_session_mount(m->session_, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(m->session_);
+    m->session_ = nullptr;
+    return rest::LocalError(absl::StatusCode::kFailedPrecondition, "MOUNT_FAILED",
+                            "cannot mount FUSE at " + mountpoint + " (is /dev/fuse available?)");
+  }
+  // The connection's control directory, found through the mount's device number (a stat of
+  // the mount point would wait for the session loop, which is not running yet).
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point == mountpoint) {
+      m->connection_ = "/sys/fs/fuse/connections/" + dev.substr(dev.find(':') + 1);
+    }
+  }
+  FuseMount* raw = m.get();
+  m->loop_ = std::thread([raw] {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(cfg, raw->options_.max_threads);
+    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_session_loop_mt(raw->session_, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  });
+  return m;
+}
+
+void FuseMount::Stop() {
+  if (stopped_ || !session_) return;
+  stopped_ = true;
+  fuse_session_exit(session_);
+  // A (lazy) unmount ends the loop once the last user of the mount is gone; aborting the
+  // connection ends it now even if a process still holds a file open (it then gets ENOTCONN).
+  fuse_session_unmount(session_);
+  if (!connection_.empty()) {
+    std::string abort_path = connection_ + "/abort";
+    if (access(abort_path.c_str(), F_OK) != 0) mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+    int fd = open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)!write(fd, "1", 1);
+      close(fd);
+    }
+  }
+  if (loop_.joinable()) loop_.join();
+  fuse_session_destroy(session_);
+  session_ = nullptr;
+}
+
+FuseMount::~FuseMount() { Stop(); }
+
+std::vector<std::string> FindFuseMounts(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(info, line)) {
+    // ... mount point ... - fstype source options
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream head(line.substr(0, dash)), tail(line.substr(dash + 3));
+    std::string id, parent, dev, root, point, fstype, source;
+    head >> id >> parent >> dev >> root >> point;
+    tail >> fstype >> source;
+    if (fstype.rfind("fuse", 0) == 0 && source.rfind(prefix, 0) == 0) {
+      // Octal escapes (\040 for a space) as the kernel writes them.
+      std::string decoded;
+      for (size_t i = 0; i < point.size(); ++i) {
+        if (point[i] == '\\' && i + 3 < point.size()) {
+          decoded.push_back(static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8)));
+          i += 3;
+        } else {
+          decoded.push_back(point[i]);
+        }
+      }
+      out.push_back(decoded);
+    }
+  }
+  return out;
+}
+
+bool DetachStaleMount(const std::string& mountpoint) {
+  if (umount2(mountpoint.c_str(), MNT_DETACH) == 0) return true;
+  return errno == EINVAL || errno == ENOENT;  // not a mount point (any more)
+}
+
+}  // namespace mesa::daemon

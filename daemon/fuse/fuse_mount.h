@@ -1,0 +1,61 @@
+// A libfuse3 low-level session serving a fs::MountFs at a mount point: a thin adapter (FUSE
+// requests -> MountFs calls -> replies). Knows nothing of HTTP.
+//
+// Kernel caching: content is addressed by sha, so entries, attributes and negative lookups are
+// cached for a day, files are opened without a daemon round trip (no_open => keep_cache),
+// directories likewise (no_opendir => cache_dir), xattr calls are refused once for good, and
+// reads are answered from the cache file's descriptor (spliced where the kernel allows).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "daemon/fs/mount_fs.h"
+
+struct fuse_session;
+
+namespace mesa::daemon {
+
+struct FuseOptions {
+  double entry_timeout_s = 86400;
+  double attr_timeout_s = 86400;
+  double negative_timeout_s = 86400;
+  unsigned max_threads = 16;
+  unsigned max_readahead = 1u << 20;
+  std::string fsname = "mesad";
+};
+
+class FuseMount {
+ public:
+  static absl::StatusOr<std::unique_ptr<FuseMount>> Start(const std::string& mountpoint,
+                                                          std::shared_ptr<fs::MountFs> fs, FuseOptions options);
+  ~FuseMount();
+
+  // Unmounts and waits for the session loop to end. Idempotent.
+  void Stop();
+  const std::string& mountpoint() const { return mountpoint_; }
+  fs::MountFs* fs() { return fs_.get(); }
+
+ private:
+  FuseMount() = default;
+
+  std::string mountpoint_;
+  std::shared_ptr<fs::MountFs> fs_;
+  FuseOptions options_;
+  struct fuse_session* session_ = nullptr;
+  std::string connection_;  // /sys/fs/fuse/connections/<minor>, to abort a stuck unmount
+  std::thread loop_;
+  bool stopped_ = false;
+  friend struct FuseOps;
+};
+
+// Lazily detaches a mount point left by a crashed daemon ("Transport endpoint is not connected").
+bool DetachStaleMount(const std::string& mountpoint);
+
+// FUSE mounts of this machine whose fsname starts with `fsname_prefix` (from /proc/self/mountinfo).
+std::vector<std::string> FindFuseMounts(const std::string& fsname_prefix);
+
+}  // namespace mesa::daemon

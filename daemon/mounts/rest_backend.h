@@ -1,0 +1,36 @@
+// fs::Backend over a mesad session: the Mesa REST API with a deadline on every call, so a
+// dead backend becomes EIO instead of a hung system call.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "daemon/fs/backend.h"
+#include "daemon/session/session_manager.h"
+
+namespace mesa::daemon {
+
+class RestBackend : public fs::Backend {
+ public:
+  RestBackend(std::shared_ptr<Session> session, std::string org, int timeout_ms)
+      : session_(std::move(session)), org_(std::move(org)), timeout_ms_(timeout_ms) {}
+
+  absl::StatusOr<fs::Revision> ResolveBookmark(const std::string& repo, const std::string& bookmark) override;
+  absl::StatusOr<fs::Revision> ResolveChange(const std::string& repo, const std::string& change_id) override;
+  absl::StatusOr<mesa::v1::Content> ListDir(const std::string& repo, const std::string& change_id,
+                                            const std::string& path, int depth) override;
+  absl::Status FetchFile(const std::string& repo, const std::string& change_id, const std::string& path,
+                         const std::function<bool(const char*, size_t)>& sink) override;
+
+  const std::string& org() const { return org_; }
+  const std::shared_ptr<Session>& session() const { return session_; }
+
+ private:
+  absl::StatusOr<nlohmann::json> Json(rest::RestRequest req);
+
+  std::shared_ptr<Session> session_;
+  std::string org_;
+  int timeout_ms_;
+};
+
+}  // namespace mesa::daemon

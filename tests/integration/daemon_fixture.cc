@@ -1,0 +1,133 @@
+#include "tests/integration/daemon_fixture.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace mesa::testing {
+
+int FreeTcpPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    Stop(SIGTERM);
+    pid_ = o.pid_;
+    o.pid_ = -1;
+  }
+  return *this;
+}
+
+int Process::Stop(int sig) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+Process Spawn(const std::vector<std::string>& argv, const std::string& log_file) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!log_file.empty()) {
+      int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, 2);
+      close(fd);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return Process(pid);
+}
+
+MesaServerProcess::MesaServerProcess(const std::string& dir, const std::string& org) {
+  data_ = dir + "/server-store";
+  std::string out;
+  EXPECT_EQ(RunCommand(std::string(MESA_SERVER_BIN) + " init --data " + data_ + " --org " + org, &out), 0);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  key_ = out.substr(out.rfind('\n') + 1);
+  port_ = FreeTcpPort();
+  process_ = Spawn({MESA_SERVER_BIN, "serve", "--data", data_, "--listen", "127.0.0.1:" + std::to_string(port_),
+                    "--access-log", dir + "/server-access.log"},
+                   dir + "/server.log");
+  for (int i = 0; i < 500; ++i) {
+    if (RunCommand("curl -s -o /dev/null http://127.0.0.1:" + std::to_string(port_) + "/v1/whoami") == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ADD_FAILURE() << "mesa-server did not start";
+}
+
+std::string MesaServerProcess::CreateKey(const std::string& scopes, const std::string& org) {
+  std::string out;
+  EXPECT_EQ(RunCommand(std::string(MESA_SERVER_BIN) + " create-key --data " + data_ + " --org " + org +
+                           " --scopes " + scopes, &out), 0);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out.substr(out.rfind('\n') + 1);
+}
+
+MesadProcess::MesadProcess(const std::string& dir, const std::string& api_url, std::vector<std::string> extra) : dir_(dir) {
+  socket_ = dir + "/mesad.sock";
+  std::vector<std::string> argv = {MESAD_BIN, "--socket", socket_, "--state-dir", dir + "/state",
+                                   "--cache-dir", dir + "/cache", "--log-level", "debug"};
+  if (!api_url.empty()) {
+    argv.push_back("--api-url");
+    argv.push_back(api_url);
+  }
+  for (auto& e : extra) argv.push_back(std::move(e));
+  process_ = Spawn(argv, dir + "/mesad.log");
+  for (int i = 0; i < 500; ++i) {
+    if (std::filesystem::exists(socket_)) {
+      try {
+        NewClient()->status();
+        return;
+      } catch (const MesaError&) {
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ADD_FAILURE() << "mesad did not start:\n" << Log();
+}
+
+MesadProcess::~MesadProcess() { process_.Stop(SIGTERM); }
+
+std::unique_ptr<Client> MesadProcess::NewClient(const std::string& session_id, const std::string& org) const {
+  ClientOptions o;
+  o.socket = socket_;
+  o.session_id = session_id;
+  o.org = org;
+  o.timeout = std::chrono::seconds(60);
+  return std::make_unique<Client>(o);
+}
+
+std::string MesadProcess::Log() const {
+  std::ifstream in(dir_ + "/mesad.log");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace mesa::testing
