@@ -890,7 +890,7 @@ int main(int argc, char** argv) {
   std::string cli_skip_reason;
   std::string cli_version;
   if (opt.cli.empty()) {
-    cli_skip_reason = "this build has no `mesa` CLI target";
+    cli_skip_reason = "no mesa CLI: this build has no `mesa` target, or --cli was empty";
   } else if (ProcResult v = RunProcess({opt.cli, "--version"}); !v.ok()) {
     cli_skip_reason = "cannot run " + opt.cli + " --version: " + Tail(TrimRight(v.out), 300);
   } else {

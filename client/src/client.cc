@@ -72,6 +72,8 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
   api_keys_ = std::make_unique<ApiKeys>(this);
   webhook_targets_ = std::make_unique<WebhookTargets>(this);
   webhooks_ = std::make_unique<Webhooks>(this);
+  mounts_ = std::make_unique<Mounts>(this);
+  files_ = std::make_unique<Files>(this);
 }
 
 Client::~Client() = default;
@@ -317,6 +319,64 @@ v1::WebhookEvent Webhooks::VerifyLocally(const std::string& secret, const std::m
   auto st = rest::VerifyWebhook(secret, header, body, rest::NowUnixMillis() / 1000, &event);
   if (!st.ok()) throw WebhookVerificationError("WEBHOOK_VERIFICATION_FAILED", std::string(st.message()));
   return event;
+}
+
+// ---- Mounts ----
+Mounts::Mounts(Client* c) : ClientResource(c), stub_(dv1::Mounts::NewStub(c->channel())) {}
+dv1::MountInfo Mounts::mount(dv1::MountRequest request) {
+  return Invoke(Context(), stub_.get(), &dv1::Mounts::Stub::Mount, WithCall(std::move(request)));
+}
+void Mounts::unmount(const std::string& id_or_path) {
+  dv1::UnmountRequest req;
+  req.set_mount(id_or_path);
+  Invoke(Context(), stub_.get(), &dv1::Mounts::Stub::Unmount, req);
+}
+std::vector<dv1::MountInfo> Mounts::list(bool all_users) {
+  dv1::ListMountsRequest req;
+  req.set_all_users(all_users);
+  auto resp = Invoke(Context(), stub_.get(), &dv1::Mounts::Stub::ListMounts, req);
+  return {resp.mounts().begin(), resp.mounts().end()};
+}
+dv1::MountInfo Mounts::get(const std::string& id_or_path) {
+  dv1::GetMountRequest req;
+  req.set_mount(id_or_path);
+  return Invoke(Context(), stub_.get(), &dv1::Mounts::Stub::GetMount, req);
+}
+
+// ---- Files ----
+Files::Files(Client* c) : ClientResource(c), stub_(dv1::Files::NewStub(c->channel())) {}
+std::string Files::read(const std::string& mount, const std::string& path, uint64_t offset, uint64_t length) {
+  dv1::ReadRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_offset(offset);
+  req.set_length(length);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Read, req).data();
+}
+dv1::FileStat Files::stat(const std::string& mount, const std::string& path) {
+  dv1::StatRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Stat, req);
+}
+std::vector<dv1::FileStat> Files::readdir(const std::string& mount, const std::string& path) {
+  dv1::ReadDirRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  auto resp = Invoke(Context(), stub_.get(), &dv1::Files::Stub::ReadDir, req);
+  return {resp.entries().begin(), resp.entries().end()};
+}
+bool Files::exists(const std::string& mount, const std::string& path) {
+  dv1::ExistsRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Exists, req).exists();
+}
+std::string Files::readlink(const std::string& mount, const std::string& path) {
+  dv1::ReadLinkRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::ReadLink, req).target();
 }
 
 }  // namespace mesa

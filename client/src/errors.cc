@@ -40,6 +40,9 @@ void ThrowForStatus(const grpc::Status& status) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::DEADLINE_EXCEEDED: throw ServerError(g, http, code, message, trace, details);
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      // errno-coded filesystem errors (ENOTDIR, EISDIR, EROFS, ...) and other refusals
+      throw ValidationError(g, http, code, message, trace, details);
     default: throw ApiError(g, http, code, message, trace, details);
   }
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mesa/daemon/v1/api.grpc.pb.h"
+#include "mesa/daemon/v1/mounts.grpc.pb.h"
 #include "mesa/errors.h"
 
 namespace mesa {
@@ -163,6 +164,33 @@ class Webhooks : ClientResource {
   std::unique_ptr<dv1::Webhooks::Stub> stub_;
 };
 
+class Mounts : ClientResource {
+ public:
+  explicit Mounts(Client* c);
+  dv1::MountInfo mount(dv1::MountRequest request);
+  void unmount(const std::string& id_or_path);
+  std::vector<dv1::MountInfo> list(bool all_users = false);
+  dv1::MountInfo get(const std::string& id_or_path);
+
+ private:
+  std::unique_ptr<dv1::Mounts::Stub> stub_;
+};
+
+// File access through a mount's filesystem, without the kernel. Paths look like
+// "/my-repo/src/main.py"; errors carry the errno name as their code (ENOENT, EISDIR, ...).
+class Files : ClientResource {
+ public:
+  explicit Files(Client* c);
+  std::string read(const std::string& mount, const std::string& path, uint64_t offset = 0, uint64_t length = 0);
+  dv1::FileStat stat(const std::string& mount, const std::string& path);
+  std::vector<dv1::FileStat> readdir(const std::string& mount, const std::string& path);
+  bool exists(const std::string& mount, const std::string& path);
+  std::string readlink(const std::string& mount, const std::string& path);
+
+ private:
+  std::unique_ptr<dv1::Files::Stub> stub_;
+};
+
 class Client {
  public:
   explicit Client(ClientOptions options = {});
@@ -177,6 +205,8 @@ class Client {
   ApiKeys& api_keys() { return *api_keys_; }
   WebhookTargets& webhook_targets() { return *webhook_targets_; }
   Webhooks& webhooks() { return *webhooks_; }
+  Mounts& mounts() { return *mounts_; }
+  Files& files() { return *files_; }
 
   v1::OrgSummary org();
   dv1::StatusResponse status();
@@ -197,6 +227,8 @@ class Client {
   std::unique_ptr<ApiKeys> api_keys_;
   std::unique_ptr<WebhookTargets> webhook_targets_;
   std::unique_ptr<Webhooks> webhooks_;
+  std::unique_ptr<Mounts> mounts_;
+  std::unique_ptr<Files> files_;
 };
 
 }  // namespace mesa
