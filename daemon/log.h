@@ -32,7 +32,9 @@ class LogMessage {
 
 }  // namespace mesa::daemon
 
-#define MESA_LOG(level)                                                                  \
-  if (static_cast<int>(::mesa::daemon::LogLevel::level) > static_cast<int>(::mesa::daemon::GetLogLevel())) { \
-  } else                                                                                 \
-    ::mesa::daemon::LogMessage(::mesa::daemon::LogLevel::level)
+// A statement (no dangling else); the message is only built when the level is enabled.
+#define MESA_LOG(level)                                                                           \
+  for (bool mesa_log_once_ = static_cast<int>(::mesa::daemon::LogLevel::level) <=                \
+                             static_cast<int>(::mesa::daemon::GetLogLevel());                     \
+       mesa_log_once_; mesa_log_once_ = false)                                                    \
+  ::mesa::daemon::LogMessage(::mesa::daemon::LogLevel::level)

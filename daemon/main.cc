@@ -15,11 +15,13 @@
 
 #include "daemon/config/config.h"
 #include "daemon/embedded/embedded_api.h"
+#include "daemon/exec/exec_manager.h"
 #include "daemon/log.h"
 #include "daemon/mounts/mount_manager.h"
 #include "daemon/rpc/mount_services.h"
 #include "daemon/remote/rest_client.h"
 #include "daemon/rpc/api_services.h"
+#include "daemon/rpc/exec_service.h"
 #include "daemon/rpc/listener.h"
 #include "daemon/session/session_manager.h"
 #include "rest/time_format.h"
@@ -156,11 +158,14 @@ int main(int argc, char** argv) {
   mount_options.fuse.max_threads = static_cast<unsigned>(config.fuse_threads);
   MountManager mounts(mount_options);
   if (auto st = mounts.Start(); !st.ok()) return Die("mounts: " + std::string(st.message()));
+  ExecManager exec(ExecOptionsFromConfig(config), &mounts);
+  exec.Start();
 
   PeerRegistry peers;
   RpcDeps deps{&sessions, &peers, &rest, mesa::rest::NowUnixMillis(), [&mounts](uid_t uid) { return mounts.Count(uid); }};
   auto services = MakeApiServices(deps);
   for (auto& s : MakeMountServices(&mounts, &peers)) services.push_back(std::move(s));
+  services.push_back(MakeExecService(&exec, &peers));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -198,10 +203,11 @@ int main(int argc, char** argv) {
     sd_notify(0, "STOPPING=1");
     break;
   }
+  exec.Shutdown(5000);  // kills every command; their callers still get the results
   listener->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   server->Wait();
-  mounts.UnmountAll();
+  mounts.UnmountAll(10000);
   listener.reset();
   embedded.reset();
   MESA_LOG(kInfo) << "stopped";

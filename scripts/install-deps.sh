@@ -26,5 +26,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-# The official TypeScript SDK, pinned by package-lock.json.
-(cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error)
+# The official TypeScript SDK, pinned by package-lock.json. `npm install` rather than `npm ci`:
+# npm 11 rejects this lock for the SDK's optional per-platform napi packages it cannot resolve,
+# while `npm install` honours the lock and skips them.
+(cd tests/conformance && npm install --no-audit --no-fund --loglevel=error)

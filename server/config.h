@@ -13,6 +13,9 @@ namespace mesa::server {
 struct ServerConfig {
   std::string data_dir;
   std::string listen = "127.0.0.1:8787";
+  // Base URL of this server as webhook receivers should see it (repository.url of events);
+  // "" = http://<listen address>.
+  std::string public_url;
   HttpServerOptions http;
   StoreOptions store;
 };

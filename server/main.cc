@@ -2,6 +2,7 @@
 //
 //   mesa-server init  --data DIR [--org SLUG] [--name NAME]
 //   mesa-server serve [--config FILE] [--data DIR] [--listen HOST:PORT|unix:PATH] [--access-log PATH|off]
+//                     [--threads N] [--public-url URL]
 //   mesa-server create-key --data DIR --org SLUG [--scopes read,write] [--name NAME] [--repo-ids a,b]
 #include <signal.h>
 #include <unistd.h>
@@ -28,8 +29,8 @@ constexpr const char* kUsage = R"(usage:
   mesa-server create-key --data DIR --org SLUG [--scopes read,write,admin] [--name NAME] [--repo-ids ID,...]
       print a new API key for an existing organization (last line of stdout)
   mesa-server serve [--config FILE] [--data DIR] [--listen HOST:PORT|unix:PATH]
-                    [--access-log PATH|stderr|off] [--threads N]
-      serve /v1 until SIGTERM or SIGINT
+                    [--access-log PATH|stderr|off] [--threads N] [--public-url URL]
+      serve /v1 (and deliver webhooks) until SIGTERM or SIGINT
   mesa-server --version
 )";
 
@@ -109,6 +110,7 @@ int Serve(const Args& args) {
     else if (k == "listen") config.listen = v;
     else if (k == "access-log") config.http.access_log = v;
     else if (k == "threads") config.http.threads = std::stoi(v);
+    else if (k == "public-url") config.public_url = v;
     else if (k != "config") {
       std::cerr << "mesa-server: unknown flag --" << k << "\n" << kUsage;
       return 2;
@@ -131,6 +133,9 @@ int Serve(const Args& args) {
   mesa::server::api::ApiService api(store->get());
   HttpServer http(&api, config.http);
   if (auto st = http.Bind(config.listen); !st.ok()) return Fail(st);
+  (*store)->SetPublicUrl(!config.public_url.empty()                   ? config.public_url
+                         : http.address().rfind("unix:", 0) == 0 ? "http://localhost"
+                                                                  : "http://" + http.address());
   std::cerr << "mesa-server: listening on " << http.address() << " (data " << config.data_dir << ")" << std::endl;
   std::thread waiter([&] {
     int sig = 0;

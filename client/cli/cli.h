@@ -103,6 +103,9 @@ void RegisterChangeCommands(Registry& registry);    // changes
 void RegisterContentCommands(Registry& registry);   // content diff
 void RegisterApiKeyCommands(Registry& registry);    // api-keys
 void RegisterWebhookCommands(Registry& registry);   // webhook-targets webhooks
+void RegisterExecCommands(Registry& registry);      // exec
+void RegisterMountCommands(Registry& registry);     // mount unmount mounts mount-info
+void RegisterFsCommands(Registry& registry);        // fs
 
 // ---- helpers shared by the command files ----
 
@@ -160,5 +163,31 @@ mesa::v1::Signature ParseSignature(const std::string& text, const std::string& w
 // --take PATH=target|source and --resolve PATH=@FILE, in command-line order.
 std::vector<Option> ResolutionOptions();
 std::vector<mesa::daemon::v1::Resolution> ParseResolutions(const ParsedArgs& args);
+
+// ---- mounts and files (cmd_mounts.cc, cmd_fs.cc) ----
+
+// A mount id as given, or a mount point made absolute (and resolved, when it can be).
+std::string MountKey(const std::string& text);
+// A path inside a mount: "repo/x" -> "/repo/x", "" -> "/".
+std::string FsPath(const std::string& path);
+// A byte count: plain digits or with a K, M or G suffix (powers of 1024); UsageError naming
+// `what` otherwise (also for 0 and overflow).
+uint64_t ParseSize(const std::string& text, const std::string& what);
+// 1536 -> "1.5K", 1048576 -> "1M", 12 -> "12B".
+std::string HumanBytes(uint64_t bytes);
+
+// Rethrows the ApiError being handled with the same class and code, without a repeated
+// "CODE: " at the start of its message (mesad's errno errors read "ENOENT: ENOENT: /x" otherwise)
+// and without a trailing ": ".
+[[noreturn]] void RethrowWithoutCodePrefix(const ApiError& e);
+// Runs a file RPC through RethrowWithoutCodePrefix.
+template <typename F>
+auto FsCall(F&& call) -> decltype(call()) {
+  try {
+    return call();
+  } catch (const ApiError& e) {
+    RethrowWithoutCodePrefix(e);
+  }
+}
 
 }  // namespace mesa::cli

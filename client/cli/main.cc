@@ -34,6 +34,9 @@ Registry BuildRegistry() {
   RegisterContentCommands(r);
   RegisterApiKeyCommands(r);
   RegisterWebhookCommands(r);
+  RegisterExecCommands(r);
+  RegisterMountCommands(r);
+  RegisterFsCommands(r);
   return r;
 }
 

@@ -74,6 +74,7 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
   webhooks_ = std::make_unique<Webhooks>(this);
   mounts_ = std::make_unique<Mounts>(this);
   files_ = std::make_unique<Files>(this);
+  exec_ = std::make_unique<Exec>(this);
 }
 
 Client::~Client() = default;
@@ -359,6 +360,13 @@ dv1::FileStat Files::stat(const std::string& mount, const std::string& path) {
   req.set_path(path);
   return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Stat, req);
 }
+dv1::FileStat Files::lstat(const std::string& mount, const std::string& path) {
+  dv1::StatRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_no_follow(true);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Stat, req);
+}
 std::vector<dv1::FileStat> Files::readdir(const std::string& mount, const std::string& path) {
   dv1::ReadDirRequest req;
   req.set_mount(mount);
@@ -377,6 +385,54 @@ std::string Files::readlink(const std::string& mount, const std::string& path) {
   req.set_mount(mount);
   req.set_path(path);
   return Invoke(Context(), stub_.get(), &dv1::Files::Stub::ReadLink, req).target();
+}
+
+// ---- Exec ----
+Exec::Exec(Client* c) : ClientResource(c), stub_(dv1::Exec::NewStub(c->channel())) {}
+std::unique_ptr<grpc::ClientContext> Exec::ExecContext(const dv1::ExecRequest& request) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  auto command = std::chrono::milliseconds(request.timeout_ms() ? request.timeout_ms() : 30000);
+  ctx->set_deadline(std::chrono::system_clock::now() + client_->options().timeout + command);
+  return ctx;
+}
+dv1::ExecResult Exec::exec(dv1::ExecRequest request) {
+  return Invoke(ExecContext(request), stub_.get(), &dv1::Exec::Stub::Exec, request);
+}
+dv1::ExecResult Exec::exec(const std::string& mount, const std::string& command) {
+  dv1::ExecRequest req;
+  req.set_mount(mount);
+  req.set_command(command);
+  return exec(std::move(req));
+}
+dv1::ExecResult Exec::exec_stream(dv1::ExecRequest request, const OutputCallback& on_output) {
+  auto ctx = ExecContext(request);
+  auto reader = stub_->ExecStream(ctx.get(), request);
+  dv1::ExecStreamEvent ev;
+  dv1::ExecResult result;
+  bool have_result = false;
+  bool stopped = false;
+  while (reader->Read(&ev)) {
+    if (ev.has_result()) {
+      result = std::move(*ev.mutable_result());
+      have_result = true;
+    } else if (!stopped && (ev.has_stdout() || ev.has_stderr())) {
+      bool is_stderr = ev.has_stderr();
+      if (!on_output(is_stderr, is_stderr ? ev.stderr() : ev.stdout())) {
+        stopped = true;
+        ctx->TryCancel();
+      }
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (stopped && !have_result) {
+    result.set_cancelled(true);
+    result.set_cancel_reason("client");
+    result.set_exit_code(128 + 9);
+    result.set_signal(9);
+    return result;
+  }
+  if (!st.ok()) ThrowForStatus(st);
+  return result;
 }
 
 }  // namespace mesa

@@ -37,6 +37,20 @@ struct DaemonConfig {
   uint64_t cache_max_bytes = 10ull << 30;
   int fs_backend_timeout_ms = 20000;
   int fuse_threads = 16;
+
+  // Exec (bash in a bubblewrap sandbox inside a mount)
+  std::string exec_bwrap = "/usr/bin/bwrap";
+  std::string exec_shim;  // empty: mesad-exec-shim beside the mesad binary
+  int exec_timeout_default_ms = 30000;
+  int exec_timeout_max_ms = 600000;
+  uint64_t exec_output_cap_bytes = 10ull << 20;
+  int exec_max_per_uid = 8;
+  int exec_max_total = 32;
+  bool exec_network = false;
+  uint64_t exec_pids_max = 1024;
+  bool exec_pids_cgroup = false;
+  int exec_kill_grace_ms = 500;
+  uint64_t exec_tmpfs_max_bytes = 1ull << 30;
 };
 
 // The documented default configuration (the text of config/mesad.yaml).

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "mesa/v1/resources.pb.h"
@@ -13,6 +14,14 @@ struct Revision {
   std::string change_id;
   std::string commit_oid;  // empty for the virtual root
   int64_t time_s = 0;      // committer time, used as every entry's mtime
+};
+
+// One file operation of an upload (REST `files[]`).
+struct UploadOp {
+  bool remove = false;
+  std::string path;
+  std::string content;  // raw bytes (upserts)
+  bool executable = false;
 };
 
 class Backend {
@@ -27,6 +36,16 @@ class Backend {
   // The raw bytes of the file at `path`, streamed into `sink`.
   virtual absl::Status FetchFile(const std::string& repo, const std::string& change_id, const std::string& path,
                                  const std::function<bool(const char*, size_t)>& sink) = 0;
+  // A new change on top of `base_change_id`.
+  virtual absl::StatusOr<Revision> CreateChange(const std::string& repo, const std::string& base_change_id,
+                                                const std::string& message) = 0;
+  // Applies `ops` to the change; fails with a 409 when it is no longer at `base_commit_oid`.
+  virtual absl::StatusOr<Revision> UpdateChange(const std::string& repo, const std::string& change_id,
+                                                const std::string& base_commit_oid,
+                                                const std::vector<UploadOp>& ops) = 0;
+  // Whether `path` exists at the change's current commit.
+  virtual absl::StatusOr<bool> PathExists(const std::string& repo, const std::string& change_id,
+                                          const std::string& path) = 0;
 };
 
 }  // namespace mesa::daemon::fs

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -66,10 +67,13 @@ struct FuseOps {
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_CACHE_SYMLINKS);
     want(FUSE_CAP_READDIRPLUS);
-    want(FUSE_CAP_NO_OPEN_SUPPORT);
+    if (!m->has_read_only_) want(FUSE_CAP_NO_OPEN_SUPPORT);
     want(FUSE_CAP_NO_OPENDIR_SUPPORT);
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always plus: one round trip fills the dcache
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // content never changes under an inode
+    // O_TRUNC must arrive as SETATTR: with atomic_o_trunc the kernel expects OPEN to truncate,
+    // and this filesystem usually has no OPEN (no_open).
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
     conn->max_read = 1u << 20;  // must match the max_read mount option
     conn->max_readahead = m->options_.max_readahead;
     conn->max_write = 1u << 20;
@@ -119,11 +123,22 @@ struct FuseOps {
     fuse_reply_readlink(req, target->c_str());
   }
 
-  // ENOSYS makes the kernel stop sending OPEN/OPENDIR for this mount and treat files as
-  // keep_cache and directories as cache_dir.
-  static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  // ENOSYS makes the kernel stop sending OPEN for this mount and treat files as keep_cache:
+  // no round trip per open. A mount with a read-only repo answers opens itself, so that
+  // opening one of its files for writing fails with EROFS.
+  static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (Deny(req)) return;
-    fuse_reply_err(req, ENOSYS);
+    FuseMount* m = Self(req);
+    if (!m->has_read_only_) {
+      fuse_reply_err(req, ENOSYS);
+      return;
+    }
+    if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && m->fs_->ReadOnly(ino)) {
+      fuse_reply_err(req, EROFS);
+      return;
+    }
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
   }
   static void OpenDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
     if (Deny(req)) return;
@@ -132,12 +147,12 @@ struct FuseOps {
 
   static void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
     if (Deny(req)) return;
-    auto file = Self(req)->fs_->Open(ino);
-    if (!file.ok()) {
-      fuse_reply_err(req, file.err());
+    auto content = Self(req)->fs_->OpenContent(ino);
+    if (!content.ok()) {
+      fuse_reply_err(req, content.err());
       return;
     }
-    uint64_t total = (*file)->size();
+    uint64_t total = content->size;
     if (static_cast<uint64_t>(off) >= total) {
       fuse_reply_buf(req, nullptr, 0);
       return;
@@ -145,9 +160,9 @@ struct FuseOps {
     size_t n = static_cast<size_t>(std::min<uint64_t>(size, total - static_cast<uint64_t>(off)));
     fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
     buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    buf.buf[0].fd = (*file)->fd();
+    buf.buf[0].fd = content->fd;
     buf.buf[0].pos = off;
-    // Splices from the cache file into the FUSE device when possible, copies otherwise.
+    // Splices from the cache (or overlay) file into the FUSE device when possible.
     fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
   }
 
@@ -223,24 +238,122 @@ struct FuseOps {
   static void GetXattr(fuse_req_t req, fuse_ino_t, const char*, size_t) { fuse_reply_err(req, ENOSYS); }
   static void ListXattr(fuse_req_t req, fuse_ino_t, size_t) { fuse_reply_err(req, ENOSYS); }
 
-  // Writes arrive with the write path; until then every mutation is read-only.
-  static void ReadOnly(fuse_req_t req) {
-    if (Deny(req)) return;
-    fuse_reply_err(req, EROFS);
+  static void ReplyEntry(fuse_req_t req, fs::Result<fs::Attr> attr) {
+    if (!attr.ok()) {
+      fuse_reply_err(req, attr.err());
+      return;
+    }
+    fuse_entry_param e;
+    FillEntry(Self(req), *attr, &e);
+    fuse_reply_entry(req, &e);
   }
-  static void SetAttr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { ReadOnly(req); }
-  static void MkNod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { ReadOnly(req); }
-  static void MkDir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { ReadOnly(req); }
-  static void Unlink(fuse_req_t req, fuse_ino_t, const char*) { ReadOnly(req); }
-  static void RmDir(fuse_req_t req, fuse_ino_t, const char*) { ReadOnly(req); }
-  static void Symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { ReadOnly(req); }
-  static void Rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { ReadOnly(req); }
-  static void Link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { ReadOnly(req); }
-  static void Write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { ReadOnly(req); }
-  static void Create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { ReadOnly(req); }
-  static void SetXattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { ReadOnly(req); }
-  static void RemoveXattr(fuse_req_t req, fuse_ino_t, const char*) { ReadOnly(req); }
-  static void Fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) { ReadOnly(req); }
+  static void ReplyOk(fuse_req_t req, int err) { fuse_reply_err(req, err); }
+
+  static void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* st, int to_set, fuse_file_info*) {
+    if (Deny(req)) return;
+    fs::SetAttrRequest r;
+    if (to_set & FUSE_SET_ATTR_SIZE) r.size = static_cast<uint64_t>(st->st_size);
+    if (to_set & FUSE_SET_ATTR_MODE) r.mode = st->st_mode;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+      r.mtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+      r.mtime_ns = st->st_mtim.tv_sec * 1000000000ll + st->st_mtim.tv_nsec;
+    }
+    if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+      // Ownership is the mount owner's, always.
+      fuse_reply_err(req, EPERM);
+      return;
+    }
+    auto attr = Self(req)->fs_->SetAttr(ino, r, true);
+    if (!attr.ok()) {
+      fuse_reply_err(req, attr.err());
+      return;
+    }
+    struct stat out;
+    FillStat(*attr, &out);
+    fuse_reply_attr(req, &out, Self(req)->options_.attr_timeout_s);
+  }
+  static void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+    if (Deny(req)) return;
+    auto attr = Self(req)->fs_->Create(parent, name, mode, true);
+    if (!attr.ok()) {
+      fuse_reply_err(req, attr.err());
+      return;
+    }
+    fuse_entry_param e;
+    FillEntry(Self(req), *attr, &e);
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    fuse_reply_create(req, &e, fi);
+  }
+  static void MkNod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
+    if (Deny(req)) return;
+    if (!S_ISREG(mode)) {
+      fuse_reply_err(req, EPERM);  // devices, fifos and sockets have no place in a git tree
+      return;
+    }
+    ReplyEntry(req, Self(req)->fs_->Create(parent, name, mode, true));
+  }
+  static void MkDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t) {
+    if (Deny(req)) return;
+    ReplyEntry(req, Self(req)->fs_->Mkdir(parent, name, true));
+  }
+  static void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    if (Deny(req)) return;
+    auto r = Self(req)->fs_->Unlink(parent, name, true);
+    ReplyOk(req, r.ok() ? 0 : r.err());
+  }
+  static void RmDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    if (Deny(req)) return;
+    auto r = Self(req)->fs_->Rmdir(parent, name, true);
+    ReplyOk(req, r.ok() ? 0 : r.err());
+  }
+  static void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent, const char* new_name,
+                     unsigned flags) {
+    if (Deny(req)) return;
+    auto r = Self(req)->fs_->Rename(parent, name, new_parent, new_name, flags, true);
+    ReplyOk(req, r.ok() ? 0 : r.err());
+  }
+  static void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info*) {
+    if (Deny(req)) return;
+    auto n = Self(req)->fs_->Write(ino, buf, size, static_cast<uint64_t>(off), true);
+    if (!n.ok()) {
+      fuse_reply_err(req, n.err());
+      return;
+    }
+    fuse_reply_write(req, *n);
+  }
+  static void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    // close(): the flusher uploads soon (asynchronously; fsync waits for local durability).
+    if (Deny(req)) return;
+    Self(req)->fs_->Released(ino);
+    fuse_reply_err(req, 0);
+  }
+  static void Fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+    if (Deny(req)) return;
+    auto r = Self(req)->fs_->Fsync(ino);
+    ReplyOk(req, r.ok() ? 0 : r.err());
+  }
+  static void FsyncDir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+    if (Deny(req)) return;
+    auto r = Self(req)->fs_->Fsync(ino);
+    ReplyOk(req, r.ok() ? 0 : r.err());
+  }
+  // Symlinks and hard links cannot be written through the Mesa REST API.
+  static void Symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) {
+    if (Deny(req)) return;
+    fuse_reply_err(req, ENOTSUP);
+  }
+  static void Link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
+    if (Deny(req)) return;
+    fuse_reply_err(req, ENOTSUP);
+  }
+  static void SetXattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, ENOTSUP); }
+  static void RemoveXattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, ENOTSUP); }
+  static void Fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) {
+    if (Deny(req)) return;
+    fuse_reply_err(req, EOPNOTSUPP);
+  }
 
   static fuse_lowlevel_ops Make() {
     fuse_lowlevel_ops ops{};
@@ -269,6 +382,9 @@ struct FuseOps {
     ops.setxattr = SetXattr;
     ops.removexattr = RemoveXattr;
     ops.fallocate = Fallocate;
+    ops.flush = Flush;
+    ops.fsync = Fsync;
+    ops.fsyncdir = FsyncDir;
     return ops;
   }
 };
@@ -278,6 +394,7 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& m
   auto m = std::unique_ptr<FuseMount>(new FuseMount());
   m->mountpoint_ = mountpoint;
   m->fs_ = std::move(fs);
+  m->has_read_only_ = m->fs_->HasReadOnlyRepo();
   m->options_ = options;
   std::string opts = "-ofsname=" + options.fsname + ",subtype=mesad,allow_other,default_permissions,max_read=1048576";
   std::vector<std::string> argv_s = {"mesad", opts};
@@ -306,6 +423,14 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& m
     }
   }
   FuseMount* raw = m.get();
+  // Changes made without the kernel (file RPCs, view switches) drop its caches.
+  m->fs_->SetInvalidator(
+      [raw](uint64_t parent, const std::string& name) {
+        if (raw->session_) fuse_lowlevel_notify_inval_entry(raw->session_, parent, name.c_str(), name.size());
+      },
+      [raw](uint64_t ino) {
+        if (raw->session_) fuse_lowlevel_notify_inval_inode(raw->session_, ino, 0, 0);
+      });
   m->loop_ = std::thread([raw] {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, raw->options_.max_threads);
@@ -319,6 +444,7 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& m
 void FuseMount::Stop() {
   if (stopped_ || !session_) return;
   stopped_ = true;
+  fs_->SetInvalidator(nullptr, nullptr);
   fuse_session_exit(session_);
   // A (lazy) unmount ends the loop once the last user of the mount is gone; aborting the
   // connection ends it now even if a process still holds a file open (it then gets ENOTCONN).

@@ -49,6 +49,7 @@ class FuseMount {
   std::string connection_;  // /sys/fs/fuse/connections/<minor>, to abort a stuck unmount
   std::thread loop_;
   bool stopped_ = false;
+  bool has_read_only_ = false;
   friend struct FuseOps;
 };
 

@@ -34,9 +34,22 @@ bool DirIsEmpty(const std::string& path) {
   return fsys::is_empty(path, ec) && !ec;
 }
 
+std::vector<nlohmann::json> LoadRecords(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  if (!in) return out;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_array()) {
+    for (auto& m : j) out.push_back(m);
+  }
+  return out;
+}
+
 }  // namespace
 
-MountManager::~MountManager() { UnmountAll(); }
+MountManager::~MountManager() { UnmountAll(0); }
 
 absl::Status MountManager::Start() {
   MESA_ASSIGN_OR_RETURN(blobs_, BlobCache::Open(options_.cache_dir + "/blobs", options_.cache_max_bytes));
@@ -44,29 +57,54 @@ absl::Status MountManager::Start() {
   std::error_code ec;
   fsys::create_directories(options_.runtime_dir, ec);
   chmod(options_.runtime_dir.c_str(), 0755);
+  fsys::create_directories(options_.state_dir + "/overlays", ec);
+  chmod((options_.state_dir + "/overlays").c_str(), 0700);
 
   // Mounts of a daemon that died without unmounting answer ENOTCONN forever: detach them.
+  std::vector<nlohmann::json> records = LoadRecords(options_.state_dir + "/mounts.json");
+  // Only this daemon's own: its runtime dir and its records. Another mesad on the machine
+  // (another state dir, e.g. a test's) keeps its live mounts.
   std::set<std::string> stale;
-  std::set<std::string> created_dirs;
-  for (const auto& p : FindFuseMounts("mesad:")) stale.insert(p);
-  std::ifstream in(options_.state_dir + "/mounts.json");
-  if (in) {
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-    if (j.is_array()) {
-      for (const auto& m : j) {
-        std::string path = m.value("path", "");
-        if (!path.empty()) stale.insert(path);
-        if (!path.empty() && m.value("created_dir", false)) created_dirs.insert(path);
-      }
-    }
+  std::string runtime_prefix = fsys::path(options_.runtime_dir).lexically_normal().string();
+  if (!runtime_prefix.ends_with('/')) runtime_prefix += '/';
+  for (const auto& p : FindFuseMounts("mesad:")) {
+    if (p.starts_with(runtime_prefix)) stale.insert(p);
+  }
+  for (const auto& m : records) {
+    std::string path = m.value("path", "");
+    if (!path.empty()) stale.insert(path);
   }
   for (const auto& path : stale) {
     if (DetachStaleMount(path)) {
       MESA_LOG(kInfo) << "detached stale mount " << path;
     }
-    if (created_dirs.count(path)) rmdir(path.c_str());
+  }
+  // Bring every recorded mount back, unconfirmed writes included.
+  for (const auto& m : records) {
+    Spec spec;
+    spec.id = m.value("id", "");
+    spec.uid = m.value("uid", 0u);
+    spec.gid = m.value("gid", 0u);
+    spec.session_id = m.value("session_id", "");
+    spec.org = m.value("org", "");
+    spec.path = m.value("path", "");
+    spec.created_dir = m.value("created_dir", false);
+    spec.cache_dir = m.value("cache", "");
+    spec.cache_max_bytes = m.value("cache_max_bytes", uint64_t{0});
+    for (const auto& r : m.value("repos", nlohmann::json::array())) {
+      spec.repos.push_back({r.value("name", ""), r.value("read_only", false), r.value("bookmark", ""), r.value("change_id", "")});
+    }
+    if (spec.id.empty() || spec.path.empty()) continue;
+    PeerCred owner{0, spec.uid, spec.gid};
+    auto restored = MountSpec(owner, spec, /*restoring=*/true);
+    if (restored.ok()) {
+      MESA_LOG(kInfo) << "restored mount " << spec.id << " at " << spec.path;
+    } else {
+      MESA_LOG(kError) << "could not restore mount " << spec.id << " (" << restored.status().message()
+                       << "); it stays recorded for the next start";
+      unrestored_.push_back(m);
+      if (spec.created_dir) rmdir(spec.path.c_str());
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   SaveRecordsLocked();
@@ -81,11 +119,11 @@ absl::StatusOr<std::string> MountManager::PrepareMountPoint(const PeerCred& call
     std::error_code ec;
     fsys::create_directories(user_dir, ec);
     if (ec) return rest::InternalError("cannot create " + user_dir + ": " + ec.message());
-    chown(user_dir.c_str(), caller.uid, caller.gid);
-    chmod(user_dir.c_str(), 0700);
+    if (chown(user_dir.c_str(), caller.uid, caller.gid) != 0 || chmod(user_dir.c_str(), 0700) != 0)
+      return rest::InternalError("cannot secure " + user_dir);
     std::string path = user_dir + "/" + id;
     if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return rest::InternalError("cannot create " + path);
-    chown(path.c_str(), caller.uid, caller.gid);
+    if (chown(path.c_str(), caller.uid, caller.gid) != 0) return rest::InternalError("cannot chown " + path);
     *created = true;
     return path;
   }
@@ -104,62 +142,104 @@ absl::StatusOr<std::string> MountManager::PrepareMountPoint(const PeerCred& call
   return std::string(real);
 }
 
+absl::StatusOr<std::shared_ptr<MountManager::Active>> MountManager::MountSpec(const PeerCred& caller, Spec spec,
+                                                                              bool restoring) {
+  MESA_ASSIGN_OR_RETURN(auto session, options_.sessions->Resolve(caller.uid, spec.session_id));
+  if (spec.org.empty()) {
+    MESA_ASSIGN_OR_RETURN(spec.org, session->Org());
+  }
+  auto a = std::make_shared<Active>();
+  a->id = spec.id;
+  a->uid = caller.uid;
+  a->gid = caller.gid;
+  a->session_id = session->id();
+  a->org = spec.org;
+  a->created_at_ms = rest::NowUnixMillis();
+  a->specs = spec.repos;
+  a->backend = std::make_unique<RestBackend>(session, spec.org, options_.backend_timeout_ms);
+  a->blobs = blobs_;
+  a->cache_max_bytes = spec.cache_max_bytes;
+  if (!spec.cache_dir.empty() && spec.cache_dir != blobs_->dir()) {
+    uint64_t cap = spec.cache_max_bytes ? spec.cache_max_bytes : options_.cache_max_bytes;
+    MESA_ASSIGN_OR_RETURN(a->blobs, BlobCache::Open(spec.cache_dir, cap));
+  }
+  a->overlay_dir = options_.state_dir + "/overlays/" + a->id;
+  fs::MountFsOptions fo;
+  fo.uid = caller.uid;
+  fo.gid = caller.gid;
+  fo.repos = spec.repos;
+  fo.backend = a->backend.get();
+  fo.blobs = a->blobs;
+  fo.trees = trees_;
+  fo.overlay_dir = a->overlay_dir;
+  fo.mount_time_s = a->created_at_ms / 1000;
+  fo.flush_idle_ms = options_.flush_idle_ms;
+  fo.overlay_max_bytes = options_.overlay_max_bytes;
+  a->fs = std::make_shared<fs::MountFs>(fo);
+  MESA_RETURN_IF_ERROR(a->fs->Init());
+
+  if (restoring) {
+    a->path = spec.path;
+    a->created_dir = spec.created_dir;
+    if (spec.created_dir) {
+      std::error_code ec;
+      fsys::create_directories(a->path, ec);
+      if (chown(a->path.c_str(), caller.uid, caller.gid) != 0) MESA_LOG(kWarning) << "cannot chown " << a->path;
+      chmod(a->path.c_str(), 0700);
+    }
+  } else {
+    MESA_ASSIGN_OR_RETURN(a->path, PrepareMountPoint(caller, a->id, spec.path, &a->created_dir));
+  }
+  FuseOptions fuse = options_.fuse;
+  fuse.fsname = "mesad:" + a->id;
+  auto mounted = FuseMount::Start(a->path, a->fs, fuse);
+  if (!mounted.ok()) {
+    a->fs->Shutdown(0);
+    if (a->created_dir && !restoring) rmdir(a->path.c_str());
+    return mounted.status();
+  }
+  a->fuse = std::move(*mounted);
+  std::lock_guard<std::mutex> lock(mu_);
+  mounts_[a->id] = a;
+  if (!restoring) SaveRecordsLocked();  // Start() saves once every record was tried
+  return a;
+}
+
 absl::StatusOr<dv1::MountInfo> MountManager::Mount(const PeerCred& caller, const dv1::MountRequest& req) {
   if (req.repos_size() == 0) return Invalid("mount needs at least one repo");
-  std::vector<fs::RepoSpec> specs;
+  Spec spec;
   std::set<std::string> names;
   for (const auto& r : req.repos()) {
     if (!rest::IsValidRepoName(r.name())) return Invalid("invalid repo name '" + r.name() + "'");
     if (!names.insert(r.name()).second) return Invalid("repo '" + r.name() + "' is listed twice");
     if (!r.mode().empty() && r.mode() != "ro" && r.mode() != "rw") return Invalid("mode must be ro or rw");
     if (r.has_change_id() && !rest::IsValidChangeId(r.change_id())) return Invalid("invalid change id '" + r.change_id() + "'");
-    specs.push_back({r.name(), r.mode() == "ro", r.has_bookmark() ? r.bookmark() : "", r.has_change_id() ? r.change_id() : ""});
+    spec.repos.push_back({r.name(), r.mode() == "ro", r.has_bookmark() ? r.bookmark() : "", r.has_change_id() ? r.change_id() : ""});
   }
-  MESA_ASSIGN_OR_RETURN(auto session, options_.sessions->Resolve(caller.uid, req.call().session_id()));
-  std::string org = req.call().org();
-  if (org.empty()) {
-    MESA_ASSIGN_OR_RETURN(org, session->Org());
-  }
-
-  auto a = std::make_shared<Active>();
-  a->id = "mnt_" + rest::RandomAlphanumeric(12);
-  a->uid = caller.uid;
-  a->gid = caller.gid;
-  a->session_id = session->id();
-  a->org = org;
-  a->created_at_ms = rest::NowUnixMillis();
-  a->backend = std::make_unique<RestBackend>(session, org, options_.backend_timeout_ms);
-  a->blobs = blobs_;
+  spec.id = "mnt_" + rest::RandomAlphanumeric(12);
+  spec.uid = caller.uid;
+  spec.gid = caller.gid;
+  spec.session_id = req.call().session_id();
+  spec.org = req.call().org();
+  spec.path = req.mount_point();
+  // mesad's working directory means nothing to the caller: paths must be absolute.
+  if (!spec.path.empty() && spec.path.front() != '/') return Invalid("mount_point must be an absolute path");
+  if (req.has_disk_cache() && !req.disk_cache().path().empty() && req.disk_cache().path().front() != '/')
+    return Invalid("disk_cache.path must be an absolute path");
   if (req.has_disk_cache() && !req.disk_cache().path().empty()) {
-    uint64_t cap = req.disk_cache().max_size_bytes() ? req.disk_cache().max_size_bytes() : options_.cache_max_bytes;
-    // A cache directory the caller names is created by mesad and kept 0700 root-owned.
-    MESA_ASSIGN_OR_RETURN(a->blobs, BlobCache::Open(req.disk_cache().path(), cap));
+    spec.cache_dir = req.disk_cache().path();
+    if (caller.uid != 0) {
+      // mesad (root) never writes where an unprivileged caller points it (symlinks in a
+      // caller-owned directory could aim its writes anywhere): their named cache lives in
+      // mesad's cache dir, keyed by the path they gave, so equal paths share one cache.
+      spec.cache_dir = options_.cache_dir + "/user/" + std::to_string(caller.uid) + "/" +
+                       rest::HexEncode(rest::Sha256(req.disk_cache().path())).substr(0, 16);
+    }
+    spec.cache_max_bytes = req.disk_cache().max_size_bytes();
   }
-  fs::MountFsOptions fo;
-  fo.uid = caller.uid;
-  fo.gid = caller.gid;
-  fo.repos = specs;
-  fo.backend = a->backend.get();
-  fo.blobs = a->blobs;
-  fo.trees = trees_;
-  fo.mount_time_s = a->created_at_ms / 1000;
-  a->fs = std::make_shared<fs::MountFs>(fo);
-  MESA_RETURN_IF_ERROR(a->fs->Init());
-
-  MESA_ASSIGN_OR_RETURN(a->path, PrepareMountPoint(caller, a->id, req.mount_point(), &a->created_dir));
-  FuseOptions fuse = options_.fuse;
-  fuse.fsname = "mesad:" + a->id;
-  auto mounted = FuseMount::Start(a->path, a->fs, fuse);
-  if (!mounted.ok()) {
-    if (a->created_dir) rmdir(a->path.c_str());
-    return mounted.status();
-  }
-  a->fuse = std::move(*mounted);
-  MESA_LOG(kInfo) << "uid " << caller.uid << " mounted " << a->id << " at " << a->path << " (" << specs.size()
-                  << " repo(s), org " << org << ")";
-  std::lock_guard<std::mutex> lock(mu_);
-  mounts_[a->id] = a;
-  SaveRecordsLocked();
+  MESA_ASSIGN_OR_RETURN(auto a, MountSpec(caller, spec, false));
+  MESA_LOG(kInfo) << "uid " << caller.uid << " mounted " << a->id << " at " << a->path << " (" << spec.repos.size()
+                  << " repo(s), org " << a->org << ")";
   return InfoOf(*a);
 }
 
@@ -182,22 +262,55 @@ absl::Status MountManager::Unmount(uid_t uid, const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
     a = FindLocked(uid, key);
     if (!a) return rest::LocalError(absl::StatusCode::kNotFound, "MOUNT_NOT_FOUND", "no mount '" + key + "'");
-    mounts_.erase(a->id);
-    SaveRecordsLocked();
+  }
+  for (const auto& fn : unmount_listeners_) fn(a->id);
+  // Nothing is lost: upload first, while the mount still serves.
+  if (auto st = a->fs->Flush("", options_.unmount_flush_timeout_ms); !st.ok()) {
+    return rest::LocalError(absl::StatusCode::kUnavailable, "WRITES_PENDING",
+                            "not unmounted: " + std::string(st.message()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (mounts_.erase(a->id) == 0) return rest::LocalError(absl::StatusCode::kNotFound, "MOUNT_NOT_FOUND", "no mount '" + key + "'");
   }
   StopMount(*a);
+  bool clean = a->fs->Shutdown(options_.unmount_flush_timeout_ms);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (clean) {
+    fs::OverlayStore(a->overlay_dir).RemoveAll();
+  } else {
+    // Written between the flush and the unmount and not uploadable now: keep it for later.
+    MESA_LOG(kWarning) << "unmounted " << a->id << " with writes still pending; they upload at the next start";
+    mounts_[a->id] = a;  // recorded, not served
+  }
+  SaveRecordsLocked();
+  if (!clean) mounts_.erase(a->id);
   MESA_LOG(kInfo) << "unmounted " << a->id << " (" << a->path << ")";
   return absl::OkStatus();
 }
 
-void MountManager::UnmountAll() {
+void MountManager::UnmountAll(int timeout_ms) {
   std::map<std::string, std::shared_ptr<Active>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    all.swap(mounts_);
-    SaveRecordsLocked();
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    all = mounts_;  // records stay: the next start restores these mounts
   }
-  for (auto& [id, a] : all) StopMount(*a);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (auto& [id, a] : all) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    if (left > 0) {
+      auto st = a->fs->Flush("", left);
+      if (!st.ok()) MESA_LOG(kWarning) << "mount " << id << ": " << st.message() << " (kept for the next start)";
+    }
+  }
+  for (auto& [id, a] : all) {
+    StopMount(*a);
+    a->fs->Shutdown(0);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  mounts_.clear();
 }
 
 std::vector<dv1::MountInfo> MountManager::List(uid_t uid, bool all_users) {
@@ -223,6 +336,13 @@ absl::StatusOr<std::shared_ptr<fs::MountFs>> MountManager::Filesystem(uid_t uid,
   return a->fs;
 }
 
+absl::StatusOr<MountManager::Access> MountManager::Handle(uid_t uid, const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto a = FindLocked(uid, key);
+  if (!a) return rest::LocalError(absl::StatusCode::kNotFound, "MOUNT_NOT_FOUND", "no mount '" + key + "'");
+  return Access{a->fs, std::shared_ptr<RestBackend>(a, a->backend.get())};
+}
+
 int MountManager::Count(uid_t uid) {
   std::lock_guard<std::mutex> lock(mu_);
   int n = 0;
@@ -244,8 +364,10 @@ dv1::MountInfo MountManager::InfoOf(const Active& a) const {
     m->set_name(r.spec.name);
     m->set_mode(r.spec.read_only ? "ro" : "rw");
     m->set_bookmark(r.spec.bookmark);
-    m->set_change_id(r.revision.change_id);
-    m->set_commit_oid(r.revision.commit_oid);
+    m->set_pin(!r.spec.change_id.empty() ? "change" : !r.spec.bookmark.empty() ? "bookmark" : "default");
+    const fs::Revision& shown = r.working ? *r.working : r.revision;
+    m->set_change_id(shown.change_id);
+    m->set_commit_oid(shown.commit_oid);
     m->set_root_tree(r.root_tree);
   }
   BlobCacheStats cs = a.blobs->Stats();
@@ -268,14 +390,14 @@ void MountManager::SaveRecordsLocked() {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [id, a] : mounts_) {
     nlohmann::json repos = nlohmann::json::array();
-    for (const auto& r : a->fs->Repos()) {
-      repos.push_back({{"name", r.spec.name}, {"read_only", r.spec.read_only}, {"bookmark", r.spec.bookmark},
-                       {"change_id", r.spec.change_id}});
+    for (const auto& r : a->specs) {
+      repos.push_back({{"name", r.name}, {"read_only", r.read_only}, {"bookmark", r.bookmark}, {"change_id", r.change_id}});
     }
     list.push_back({{"id", a->id}, {"uid", a->uid}, {"gid", a->gid}, {"path", a->path},
                     {"created_dir", a->created_dir}, {"session_id", a->session_id}, {"org", a->org},
-                    {"repos", repos}, {"cache", a->blobs->dir()}});
+                    {"repos", repos}, {"cache", a->blobs->dir()}, {"cache_max_bytes", a->cache_max_bytes}});
   }
+  for (const auto& m : unrestored_) list.push_back(m);
   std::string path = options_.state_dir + "/mounts.json";
   std::string tmp = path + ".tmp";
   std::string data = list.dump(2);

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,9 @@ struct MountManagerOptions {
   std::string cache_dir;
   uint64_t cache_max_bytes = 10ull << 30;
   int backend_timeout_ms = 20000;
+  int flush_idle_ms = 200;
+  uint64_t overlay_max_bytes = 1ull << 30;
+  int unmount_flush_timeout_ms = 30000;
   SessionManager* sessions = nullptr;
   FuseOptions fuse;
 };
@@ -38,19 +42,32 @@ class MountManager {
   explicit MountManager(MountManagerOptions options) : options_(std::move(options)) {}
   ~MountManager();
 
-  // Opens the shared caches and detaches mounts a previous (crashed) daemon left behind.
+  // Opens the shared caches, detaches mounts a previous (crashed) daemon left behind, and
+  // restores every recorded mount with its unconfirmed writes.
   absl::Status Start();
 
   absl::StatusOr<mesa::daemon::v1::MountInfo> Mount(const PeerCred& caller, const mesa::daemon::v1::MountRequest& req);
+  // Uploads pending writes first; refuses (UNAVAILABLE) when they cannot be uploaded.
   absl::Status Unmount(uid_t uid, const std::string& id_or_path);
   std::vector<mesa::daemon::v1::MountInfo> List(uid_t uid, bool all_users);
   absl::StatusOr<mesa::daemon::v1::MountInfo> Get(uid_t uid, const std::string& id_or_path);
   // The filesystem of a mount the caller owns (file RPCs).
   absl::StatusOr<std::shared_ptr<fs::MountFs>> Filesystem(uid_t uid, const std::string& id_or_path);
+  // The filesystem and the mount's REST backend (its session and org), for workspace calls.
+  struct Access {
+    std::shared_ptr<fs::MountFs> fs;
+    std::shared_ptr<RestBackend> backend;
+  };
+  absl::StatusOr<Access> Handle(uid_t uid, const std::string& id_or_path);
   int Count(uid_t uid);
-  void UnmountAll();
+  // Daemon shutdown: flush within `timeout_ms`, unmount everything, keep the records (and any
+  // overlay that could not be uploaded) so the next start restores the mounts.
+  void UnmountAll(int timeout_ms = 10000);
 
   std::shared_ptr<BlobCache> shared_blobs() const { return blobs_; }
+  // Called with a mount's id when an Unmount starts, before the flush (exec kills the mount's
+  // commands). Register before serving.
+  void OnUnmount(std::function<void(const std::string& mount_id)> fn) { unmount_listeners_.push_back(std::move(fn)); }
 
  private:
   struct Active {
@@ -66,8 +83,24 @@ class MountManager {
     std::shared_ptr<BlobCache> blobs;
     std::shared_ptr<fs::MountFs> fs;
     std::unique_ptr<FuseMount> fuse;
+    std::vector<fs::RepoSpec> specs;
+    uint64_t cache_max_bytes = 0;
+    std::string overlay_dir;
   };
 
+  struct Spec {
+    std::string id;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<fs::RepoSpec> repos;
+    std::string session_id;
+    std::string org;
+    std::string path;  // fixed (restore) or requested
+    bool created_dir = false;
+    std::string cache_dir;
+    uint64_t cache_max_bytes = 0;
+  };
+  absl::StatusOr<std::shared_ptr<Active>> MountSpec(const PeerCred& caller, Spec spec, bool restoring);
   absl::StatusOr<std::string> PrepareMountPoint(const PeerCred& caller, const std::string& id,
                                                 const std::string& requested, bool* created);
   std::shared_ptr<Active> FindLocked(uid_t uid, const std::string& id_or_path);
@@ -80,6 +113,10 @@ class MountManager {
   std::shared_ptr<TreeCache> trees_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Active>> mounts_;
+  std::vector<std::function<void(const std::string&)>> unmount_listeners_;
+  // Records of mounts that could not be restored yet (kept so that nothing is forgotten).
+  std::vector<nlohmann::json> unrestored_;
+  bool shutting_down_ = false;
 };
 
 }  // namespace mesa::daemon

@@ -22,6 +22,14 @@ class RestBackend : public fs::Backend {
   absl::Status FetchFile(const std::string& repo, const std::string& change_id, const std::string& path,
                          const std::function<bool(const char*, size_t)>& sink) override;
 
+  absl::StatusOr<fs::Revision> CreateChange(const std::string& repo, const std::string& base_change_id,
+                                            const std::string& message) override;
+  absl::StatusOr<fs::Revision> UpdateChange(const std::string& repo, const std::string& change_id,
+                                            const std::string& base_commit_oid,
+                                            const std::vector<fs::UploadOp>& ops) override;
+  absl::StatusOr<bool> PathExists(const std::string& repo, const std::string& change_id,
+                                  const std::string& path) override;
+
   const std::string& org() const { return org_; }
   const std::shared_ptr<Session>& session() const { return session_; }
 

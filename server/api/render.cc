@@ -151,4 +151,14 @@ nlohmann::json ApiKeyJson(const ApiKey& k) {
 
 nlohmann::json OrgJson(const Org& o) { return {{"id", o.id}, {"slug", o.slug}, {"name", o.name}}; }
 
+nlohmann::json WebhookTargetJson(const WebhookTarget& t) {
+  return {{"id", t.id},
+          {"name", t.name ? nlohmann::json(*t.name) : nlohmann::json(nullptr)},
+          {"url", t.url},
+          {"events", t.events},
+          {"repo_ids", t.repo_ids ? nlohmann::json(*t.repo_ids) : nlohmann::json(nullptr)},
+          {"created_at", rest::FormatRfc3339Millis(t.created_at_ms)},
+          {"updated_at", rest::FormatRfc3339Millis(t.updated_at_ms)}};
+}
+
 }  // namespace mesa::server::api

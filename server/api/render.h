@@ -15,6 +15,7 @@ nlohmann::json DiffJson(const Diff& diff, ConflictsMode mode);
 nlohmann::json MergeJson(const MergeResult& result);
 nlohmann::json ApiKeyJson(const ApiKey& key);
 nlohmann::json OrgJson(const Org& org);
+nlohmann::json WebhookTargetJson(const WebhookTarget& target);  // never the secret
 
 template <typename T, typename F>
 nlohmann::json PageJson(const Page<T>& page, const char* field, F&& render) {

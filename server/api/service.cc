@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "rest/access_token.h"
 #include "rest/api_error.h"
 #include "rest/change_id.h"
 #include "rest/encoding.h"
@@ -68,6 +69,15 @@ absl::StatusOr<ConflictsMode> ParseConflictsMode(const std::optional<std::string
   if (*v == "only") return ConflictsMode::kOnly;
   if (*v == "exclude") return ConflictsMode::kExclude;
   return rest::FieldError("conflicts", "must be include, only or exclude");
+}
+
+// A restriction (never org-wide) to a subset of `allowed`.
+bool WithinRepos(const std::optional<std::vector<std::string>>& ids, const std::vector<std::string>& allowed) {
+  if (!ids) return false;
+  for (const auto& id : *ids) {
+    if (std::find(allowed.begin(), allowed.end(), id) == allowed.end()) return false;
+  }
+  return true;
 }
 
 absl::Status CheckChangeId(const std::string& field, const std::string& value) {
@@ -158,11 +168,21 @@ absl::StatusOr<Reply> ApiService::Route(Call& c) {
   const std::string& auth = c.req.get_header_value("Authorization");
   if (auth.size() < 8 || auth.compare(0, 7, "Bearer ") != 0)
     return rest::ApiError(401, "UNAUTHENTICATED", "Bearer token required");
-  auto key = store_->AuthenticateKey(std::string_view(auth).substr(7));
+  std::string_view credential = std::string_view(auth).substr(7);
+  // API keys are mesa_<alphanumerics>; a compact JWS (two dots) is an access token signed
+  // from one of them, limited to the key's scopes and repositories.
+  bool is_token = rest::LooksLikeAccessToken(credential);
+  rest::AccessTokenClaims claims;
+  auto key = is_token ? store_->AuthenticateAccessToken(credential, &claims) : store_->AuthenticateKey(credential);
   if (!key.ok()) return key.status();
   c.key = std::move(*key);
   auto own_org = store_->GetOrgById(c.key.org_id);
   if (!own_org.ok()) return own_org.status();
+  if (is_token) {
+    auto clamped = ClampToToken(c.key, claims, *own_org);
+    if (!clamped.ok()) return clamped.status();
+    c.key = std::move(*clamped);
+  }
 
   if (c.seg.size() == 1 && c.seg[0] == "whoami") {
     if (c.req.method != "GET") return MethodNotAllowed(c.req.method);
@@ -184,6 +204,7 @@ absl::StatusOr<Reply> ApiService::RouteOrg(Call& c) {
   size_t n = s.size();
   if (n == 1) {
     if (m != "GET") return MethodNotAllowed(m);
+    if (auto st = RequireScope(c.key, Scope::kRead); !st.ok()) return st;
     auto count = store_->CountRepos(c.org.id);
     if (!count.ok()) return count.status();
     return Json({{"created_at", rest::FormatRfc3339Millis(c.org.created_at_ms)}, {"num_repos", *count}});
@@ -265,6 +286,7 @@ absl::StatusOr<Reply> ApiService::RouteOrg(Call& c) {
       if (p.scope && *p.scope != "read" && *p.scope != "write" && *p.scope != "admin")
         return rest::FieldError("scope", "must be read, write or admin");
       p.repo_id = c.Query("repo_id");
+      p.within_repo_ids = c.key.repo_ids;
       auto page = store_->ListApiKeys(c.org.id, p);
       if (!page.ok()) return page.status();
       return Json(PageJson(*page, "api_keys", ApiKeyJson));
@@ -280,6 +302,12 @@ absl::StatusOr<Reply> ApiService::RouteOrg(Call& c) {
       p.expires_in_seconds = r.OptInt("expires_in_seconds", 100, 31536000);
       if (auto tags = r.OptObject("tags")) p.tags = *tags;
       if (auto st = r.status(); !st.ok()) return st;
+      // A credential cannot mint a key that can do more than itself.
+      if (rest::ScopeLevel(p.scopes) > rest::ScopeLevel(c.key.scopes))
+        return rest::ApiError(403, "FORBIDDEN", "a key cannot be granted scopes its creator does not have");
+      if (c.key.repo_ids && !WithinRepos(p.repo_ids, *c.key.repo_ids))
+        return rest::ApiError(403, "FORBIDDEN",
+                              "a repository-restricted credential can only create keys restricted to its repositories");
       auto created = store_->CreateApiKey(c.org.id, p);
       if (!created.ok()) return created.status();
       const ApiKey& k = created->key;
@@ -291,6 +319,13 @@ absl::StatusOr<Reply> ApiService::RouteOrg(Call& c) {
                    {"tags", k.tags},
                    {"created_at", rest::FormatRfc3339Millis(k.created_at_ms)}},
                   201);
+    }
+    if (n == 3 && c.key.repo_ids) {
+      // Keys outside a restricted caller's repositories are invisible to it.
+      auto target = store_->GetApiKey(c.org.id, s[2]);
+      if (!target.ok()) return target.status();
+      if (!WithinRepos(target->repo_ids, *c.key.repo_ids))
+        return rest::NotFoundError("API_KEY_NOT_FOUND", "API key '" + s[2] + "' not found");
     }
     if (n == 3 && m == "DELETE") {
       if (auto st = store_->RevokeApiKey(c.org.id, s[2]); !st.ok()) return st;
@@ -311,7 +346,7 @@ absl::StatusOr<Reply> ApiService::RouteOrg(Call& c) {
   }
   if (s[1] == "webhook-targets") {
     if (auto st = RequireScope(c.key, Scope::kAdmin); !st.ok()) return st;
-    return rest::ApiError(501, "NOT_IMPLEMENTED", "webhook targets are not implemented yet");
+    return RouteWebhookTargets(c);
   }
   // /{org}/{repo}/...
   auto repo = store_->GetRepo(c.org, s[1]);
@@ -320,6 +355,115 @@ absl::StatusOr<Reply> ApiService::RouteOrg(Call& c) {
     return rest::NotFoundError("REPO_NOT_FOUND", "repository '" + s[1] + "' not found");
   c.repo = std::move(*repo);
   return RouteRepo(c);
+}
+
+absl::StatusOr<ApiKey> ApiService::ClampToToken(const ApiKey& key, const rest::AccessTokenClaims& claims,
+                                                const Org& org) {
+  ApiKey k = key;
+  k.scopes = rest::ClampScopes(claims.scopes, key.scopes);
+  std::optional<std::vector<std::string>> token_ids;
+  if (claims.repo_ids) {
+    token_ids = *claims.repo_ids;
+  } else if (claims.repos) {
+    // Full "org/repo" names, resolved now: a name of another org or of no repo grants nothing.
+    token_ids.emplace();
+    for (const auto& full : *claims.repos) {
+      size_t slash = full.find('/');
+      if (slash == std::string::npos || full.substr(0, slash) != org.slug) continue;
+      auto repo = store_->GetRepo(org, full.substr(slash + 1));
+      if (repo.ok()) token_ids->push_back(repo->id);
+      else if (!absl::IsNotFound(repo.status())) return repo.status();
+    }
+  }
+  if (token_ids) {
+    if (key.repo_ids) {
+      std::vector<std::string> both;
+      for (const auto& id : *token_ids) {
+        if (key.CanSeeRepo(id)) both.push_back(id);
+      }
+      k.repo_ids = std::move(both);
+    } else {
+      k.repo_ids = std::move(token_ids);
+    }
+  }
+  return k;
+}
+
+absl::StatusOr<Reply> ApiService::RouteWebhookTargets(Call& c) {
+  const std::string& m = c.req.method;
+  const auto& s = c.seg;
+  size_t n = s.size();
+  // Repository-restricted callers manage only targets restricted to their repositories and
+  // cannot create org-wide ones.
+  auto restricted_ok = [&](const std::optional<std::vector<std::string>>& ids) {
+    return !c.key.repo_ids || WithinRepos(ids, *c.key.repo_ids);
+  };
+  auto forbidden = [] {
+    return rest::ApiError(403, "FORBIDDEN",
+                          "a repository-restricted credential can only manage webhook targets restricted to its repositories");
+  };
+  if (n == 2 && m == "GET") {
+    ListWebhookTargetsParams p;
+    p.cursor = c.Query("cursor");
+    auto limit = ParseLimit(c.Query("limit"));
+    if (!limit.ok()) return limit.status();
+    p.limit = *limit;
+    p.within_repo_ids = c.key.repo_ids;
+    auto page = store_->ListWebhookTargets(c.org.id, p);
+    if (!page.ok()) return page.status();
+    return Json(PageJson(*page, "webhook_targets", WebhookTargetJson));
+  }
+  if (n == 2 && m == "POST") {
+    auto body = ParseJsonObject(c.req.body);
+    if (!body.ok()) return body.status();
+    FieldReader r(*body);
+    CreateWebhookTargetParams p;
+    p.url = r.ReqString("url", 1, 2048);
+    p.name = r.OptString("name", 0, 256);
+    p.events = r.OptStringArray("events", 1);
+    p.repo_ids = r.OptStringArray("repo_ids", 1);
+    if (auto st = r.status(); !st.ok()) return st;
+    if (!restricted_ok(p.repo_ids)) return forbidden();
+    auto created = store_->CreateWebhookTarget(c.org.id, p);
+    if (!created.ok()) return created.status();
+    nlohmann::json j = WebhookTargetJson(created->target);
+    j["secret"] = created->secret;  // shown once
+    return Json(std::move(j), 201);
+  }
+  if (n == 2) return MethodNotAllowed(m);
+  if (n != 3) return RouteNotFound();
+  const std::string& id = s[2];
+  auto existing = store_->GetWebhookTarget(c.org.id, id);
+  if (!existing.ok()) return existing.status();
+  if (!restricted_ok(existing->repo_ids))
+    return rest::NotFoundError("WEBHOOK_TARGET_NOT_FOUND", "webhook target '" + id + "' not found");
+  if (m == "GET") return Json(WebhookTargetJson(*existing));
+  if (m == "DELETE") {
+    if (auto st = store_->DeleteWebhookTarget(c.org.id, id); !st.ok()) return st;
+    return Json({{"success", true}});
+  }
+  if (m == "PATCH") {
+    auto body = ParseJsonObject(c.req.body);
+    if (!body.ok()) return body.status();
+    FieldReader r(*body);
+    UpdateWebhookTargetParams p;
+    if (r.Has("name")) p.name.emplace(r.OptString("name", 0, 256));
+    if (r.Has("url")) {
+      if (r.IsNull("url")) r.Fail("url", "must be a string");
+      else p.url = r.ReqString("url", 1, 2048);
+    }
+    if (r.Has("events")) {
+      if (r.IsNull("events")) r.Fail("events", "must be an array of event types");
+      else p.events = r.OptStringArray("events", 1);
+    }
+    if (r.Has("repo_ids")) p.repo_ids.emplace(r.OptStringArray("repo_ids", 1));  // null: org-wide
+    if (auto st = r.status(); !st.ok()) return st;
+    if (p.repo_ids && !restricted_ok(*p.repo_ids)) return forbidden();
+    auto updated = store_->UpdateWebhookTarget(c.org.id, id, p);
+    if (!updated.ok()) return updated.status();
+    return Json(WebhookTargetJson(*updated));
+  }
+  return MethodNotAllowed(m);
 }
 
 absl::StatusOr<Reply> ApiService::RouteRepo(Call& c) {

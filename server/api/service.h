@@ -24,6 +24,8 @@ class ApiService {
  public:
   explicit ApiService(Store* store) : store_(store) {}
 
+  Store* store() const { return store_; }
+
   // Serves one request; every failure is rendered as the Mesa error envelope.
   void Handle(const httplib::Request& req, httplib::Response& res);
 
@@ -36,6 +38,9 @@ class ApiService {
   absl::StatusOr<Reply> Route(Call& call);
   absl::StatusOr<Reply> RouteOrg(Call& call);
   absl::StatusOr<Reply> RouteRepo(Call& call);
+  absl::StatusOr<Reply> RouteWebhookTargets(Call& call);
+  // The key an access token acts as: its scopes and repositories clamped to the key's own.
+  absl::StatusOr<ApiKey> ClampToToken(const ApiKey& key, const rest::AccessTokenClaims& claims, const Org& org);
 
   Store* store_;
 };

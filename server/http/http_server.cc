@@ -64,6 +64,7 @@ thread_local std::chrono::steady_clock::time_point request_start;
 class HttpServer::Impl {
  public:
   Impl(api::ApiService* api, const HttpServerOptions& o) : log(o.access_log) {
+    if (o.webhooks.enabled && api->store()) worker = std::make_unique<webhooks::DeliveryWorker>(api->store(), o.webhooks);
     int threads = o.threads;
     server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     // Without TCP_NODELAY, a keep-alive response written in two segments (headers, body) waits
@@ -103,6 +104,7 @@ class HttpServer::Impl {
   AdoptingServer server;
   AccessLog log;
   std::string unix_path;
+  std::unique_ptr<webhooks::DeliveryWorker> worker;
 };
 
 HttpServer::HttpServer(api::ApiService* api, HttpServerOptions options)
@@ -159,7 +161,11 @@ absl::Status HttpServer::Bind(const std::string& listen, int unix_mode) {
   return absl::OkStatus();
 }
 
-void HttpServer::Run() { impl_->server.listen_after_bind(); }
+void HttpServer::Run() {
+  if (impl_->worker) impl_->worker->Start();
+  impl_->server.listen_after_bind();
+  if (impl_->worker) impl_->worker->Stop();
+}
 
 namespace {
 
@@ -194,7 +200,9 @@ void ShutdownAcceptedConnections(const sockaddr_storage& server_addr, socklen_t 
 }  // namespace
 
 void HttpServer::Stop() {
-  if (!impl_ || !impl_->server.is_running()) return;
+  if (!impl_) return;
+  if (impl_->worker) impl_->worker->Stop();
+  if (!impl_->server.is_running()) return;
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   bool have_addr = getsockname(impl_->server.listening_socket(), reinterpret_cast<sockaddr*>(&addr), &len) == 0;

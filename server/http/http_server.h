@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "server/api/service.h"
+#include "server/webhooks/delivery.h"
 
 namespace mesa::server {
 
@@ -17,6 +18,8 @@ struct HttpServerOptions {
   int keep_alive_seconds = 30;
   // "" or "stderr": log to stderr; "off": no access log; anything else: append to that file.
   std::string access_log;
+  // The webhook delivery worker runs while the server does (Run() .. Stop()).
+  webhooks::DeliveryOptions webhooks;
 };
 
 class HttpServer {
@@ -30,8 +33,8 @@ class HttpServer {
   int port() const { return port_; }
   const std::string& address() const { return address_; }
 
-  void Run();   // serves until Stop()
-  void Stop();  // safe from any thread
+  void Run();   // serves (and delivers webhooks) until Stop()
+  void Stop();  // safe from any thread; also stops webhook delivery (within a second)
 
  private:
   class Impl;

@@ -10,6 +10,7 @@
 #include "rest/time_format.h"
 #include "rest/validate.h"
 #include "server/store/store_internal.h"
+#include "server/webhooks/events.h"
 
 namespace mesa::server {
 
@@ -50,6 +51,18 @@ CREATE TABLE IF NOT EXISTS conflicts(
   commit_oid TEXT NOT NULL, path TEXT NOT NULL,
   base_oid TEXT, target_oid TEXT, source_oid TEXT, mode INTEGER NOT NULL,
   PRIMARY KEY(repo_id, commit_oid, path));
+CREATE TABLE IF NOT EXISTS webhook_targets(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+  org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+  name TEXT, url TEXT NOT NULL, events TEXT NOT NULL, repo_ids TEXT, secret TEXT NOT NULL,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS webhook_deliveries(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
+  target_id TEXT NOT NULL REFERENCES webhook_targets(id) ON DELETE CASCADE,
+  body TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL, last_error TEXT, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_target ON webhook_deliveries(target_id);
 )sql";
 
 // Keys look like mesa_<40 alphanumerics>; the store keeps base64url(SHA-256(key)).
@@ -57,13 +70,8 @@ std::string HashKey(std::string_view secret) {
   return rest::Base64UrlEncodeNoPad(rest::Sha256(secret));
 }
 
-std::string NewId(std::string_view prefix) { return std::string(prefix) + rest::RandomAlphanumeric(20); }
-
-nlohmann::json ParseJsonColumn(const std::optional<std::string>& text, nlohmann::json fallback) {
-  if (!text) return fallback;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  return j.is_discarded() ? fallback : j;
-}
+using store_detail::NewId;
+using store_detail::ParseJsonColumn;
 
 ApiKey ReadKeyRow(const Statement& s) {
   // columns: id, org_id, name, scopes, repo_ids, tags, created_at, expires_at, revoked_at, last_used_at
@@ -128,6 +136,34 @@ nlohmann::json LowerKeys(const nlohmann::json& tags) {
 }
 
 }  // namespace
+
+namespace store_detail {
+
+std::string NewId(std::string_view prefix) { return std::string(prefix) + rest::RandomAlphanumeric(20); }
+
+nlohmann::json ParseJsonColumn(const std::optional<std::string>& text, nlohmann::json fallback) {
+  if (!text) return fallback;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  return j.is_discarded() ? fallback : j;
+}
+
+absl::StatusOr<Repo> LoadRepo(SqliteConnection& db, const std::string& repo_id) {
+  auto stmt = db.Prepare(std::string("SELECT ") + std::string(kRepoColumns) +
+                         " FROM repos r JOIN orgs o ON o.id = r.org_id WHERE r.id = ?");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, repo_id);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return rest::NotFoundError("REPO_NOT_FOUND", "repository '" + repo_id + "' not found");
+  return ReadRepoRow(*stmt);
+}
+
+std::string CommitOrEmpty(SqliteConnection& db, const std::string& repo_id, const std::string& change_id) {
+  auto commit = ChangeCommit(db, repo_id, change_id);
+  return commit.ok() ? *commit : std::string();
+}
+
+}  // namespace store_detail
 
 // ---- cursors and globbing ----
 
@@ -369,13 +405,40 @@ absl::StatusOr<ApiKey> Store::AuthenticateKey(std::string_view secret) {
   auto row = stmt->Step();
   if (!row.ok()) return row.status();
   if (!*row || !rest::ConstantTimeEquals(stmt->Text(10), hash)) return unauthenticated;
+  return UsableKey(ReadKeyRow(*stmt));
+}
+
+absl::StatusOr<ApiKey> Store::AuthenticateAccessToken(std::string_view token, rest::AccessTokenClaims* claims) {
+  auto invalid = ApiError(401, "UNAUTHENTICATED", "invalid access token");
+  if (token.size() > 16384) return invalid;
+  auto key_id = rest::AccessTokenKeyId(token);
+  if (!key_id.ok()) return key_id.status();
+  auto db = in_->db.Acquire();
+  if (!db.ok()) return db.status();
+  auto stmt = (*db)->Prepare(std::string("SELECT ") + std::string(kKeyColumns) +
+                             ", key_hash FROM api_keys WHERE id = ?");
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, *key_id);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return invalid;
+  // The HMAC key is the stored base64url SHA-256 of the key, as the SDK derives it.
+  auto verified = rest::VerifyAccessToken(token, stmt->Text(10), NowUnixMillis() / 1000);
+  if (!verified.ok()) return verified.status();
   ApiKey key = ReadKeyRow(*stmt);
+  auto usable = UsableKey(std::move(key));
+  if (!usable.ok()) return usable.status();
+  if (claims) *claims = std::move(*verified);
+  return usable;
+}
+
+// 401 for revoked and expired keys; otherwise touches last_used_at (at most once a minute per
+// key, so reads do not all become writes).
+absl::StatusOr<ApiKey> Store::UsableKey(ApiKey key) {
   int64_t now = NowUnixMillis();
   if (key.revoked_at_ms) return ApiError(401, "UNAUTHENTICATED", "API key has been revoked");
   if (key.expires_at_ms && *key.expires_at_ms <= now)
     return ApiError(401, "UNAUTHENTICATED", "API key has expired");
-  // last_used_at is informational: write it at most once a minute per key, so reads do not
-  // all become writes.
   bool touch = false;
   {
     std::lock_guard<std::mutex> lock(in_->mu);
@@ -386,6 +449,8 @@ absl::StatusOr<ApiKey> Store::AuthenticateKey(std::string_view secret) {
     }
   }
   if (touch) {
+    auto db = in_->db.Acquire();
+    if (!db.ok()) return key;
     auto upd = (*db)->Prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?");
     if (upd.ok()) {
       upd->Bind(1, now).Bind(2, key.id);
@@ -438,6 +503,7 @@ absl::StatusOr<Page<ApiKey>> Store::ListApiKeys(const std::string& org_id, const
     if (p.repo_id && (!k.repo_ids || std::find(k.repo_ids->begin(), k.repo_ids->end(), *p.repo_id) ==
                                          k.repo_ids->end()))
       continue;
+    if (p.within_repo_ids && !store_detail::RepoSubset(k.repo_ids, *p.within_repo_ids)) continue;
     if (static_cast<int>(page.items.size()) == p.limit) {
       page.next_cursor = EncodeCursor('k', std::to_string(last_seq));
       break;
@@ -535,7 +601,13 @@ absl::StatusOr<Repo> Store::CreateRepo(const Org& org, const CreateRepoParams& p
   if (!bm.ok()) return bm.status();
   bm->Bind(1, repo.id).Bind(2, repo.default_bookmark).Bind(3, repo.head_change_id);
   if (auto st = bm->Run(); !st.ok()) return st;
+  // The default bookmark starts at the virtual root: no git ref, so no push.
+  std::vector<Event> events = {
+      {"repo.created", {{"repo", webhooks::RepoInfo(repo)}}},
+      {"bookmark.created", {{"bookmark", webhooks::BookmarkInfo(repo.default_bookmark, true, repo.head_change_id, "")}}}};
+  if (auto st = EnqueueEvents(**db, org.id, &repo, events); !st.ok()) return st;
   if (auto st = txn.Commit(); !st.ok()) return st;
+  KickOutbox();
   git_repository_set_head(git->get(), ("refs/heads/" + repo.default_bookmark).c_str());
   return repo;
 }
@@ -662,7 +734,19 @@ absl::StatusOr<Repo> Store::UpdateRepo(const Org& org, const Repo& repo, const U
   if (auto st = stmt->Run(); !st.ok()) return st;
   if ((*db)->Changes() == 0)
     return rest::ConflictError("REPO_ALREADY_EXISTS", "repository '" + next.name + "' already exists");
+  bool changed = next.name != current->name || next.default_bookmark != current->default_bookmark ||
+                 next.tags != current->tags;
+  if (changed) {
+    auto after = store_detail::LoadRepo(**db, repo.id);
+    if (!after.ok()) return after.status();
+    std::vector<Event> events = {{"repo.updated",
+                                  {{"repo", webhooks::RepoInfo(*after)},
+                                   {"before", webhooks::RepoSnapshot(*current)},
+                                   {"after", webhooks::RepoSnapshot(*after)}}}};
+    if (auto st = EnqueueEvents(**db, org.id, &*after, events); !st.ok()) return st;
+  }
   if (auto st = txn.Commit(); !st.ok()) return st;
+  if (changed) KickOutbox();
   if (p.default_bookmark) {
     auto git = Git(repo.id);
     if (!git.ok()) return git.status();
@@ -676,11 +760,19 @@ absl::Status Store::DeleteRepo(const Repo& repo) {
   std::lock_guard<std::mutex> guard(*lock);
   auto db = in_->db.Acquire();
   if (!db.ok()) return db.status();
+  Transaction txn(**db);
+  if (auto st = txn.Begin(); !st.ok()) return st;
+  auto before = store_detail::LoadRepo(**db, repo.id);
+  if (!before.ok()) return rest::NotFoundError("REPO_NOT_FOUND", "repository '" + repo.name + "' not found");
   auto stmt = (*db)->Prepare("DELETE FROM repos WHERE id = ?");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, repo.id);
   if (auto st = stmt->Run(); !st.ok()) return st;
   if ((*db)->Changes() == 0) return rest::NotFoundError("REPO_NOT_FOUND", "repository '" + repo.name + "' not found");
+  std::vector<Event> events = {{"repo.deleted", {{"repo", webhooks::RepoInfo(*before)}}}};
+  if (auto st = EnqueueEvents(**db, before->org_id, &*before, events); !st.ok()) return st;
+  if (auto st = txn.Commit(); !st.ok()) return st;
+  KickOutbox();
   {
     std::lock_guard<std::mutex> l(in_->mu);
     in_->git_idle.erase(repo.id);
@@ -704,7 +796,10 @@ absl::StatusOr<int64_t> Store::BulkUpdateRepoTags(const Org& org, const std::vec
   if (auto st = txn.Begin(); !st.ok()) return st;
   int64_t updated = 0;
   std::string path = "$.\"" + key + "\"";
+  bool any_event = false;
   for (const auto& id : repo_ids) {
+    auto before = store_detail::LoadRepo(**db, id);
+    if (!before.ok() || before->org_id != org.id) continue;
     auto one = (*db)->Prepare(set ? "UPDATE repos SET tags = json_set(tags, ?, ?) WHERE org_id = ? AND id = ?"
                                   : "UPDATE repos SET tags = json_remove(tags, ?) WHERE org_id = ? AND id = ? "
                                     "AND json_extract(tags, ?) IS NOT NULL");
@@ -712,9 +807,20 @@ absl::StatusOr<int64_t> Store::BulkUpdateRepoTags(const Org& org, const std::vec
     if (set) one->Bind(1, path).Bind(2, *value).Bind(3, org.id).Bind(4, id);
     else one->Bind(1, path).Bind(2, org.id).Bind(3, id).Bind(4, path);
     if (auto st = one->Run(); !st.ok()) return st;
-    updated += (*db)->Changes();
+    if ((*db)->Changes() == 0) continue;
+    ++updated;
+    auto after = store_detail::LoadRepo(**db, id);
+    if (!after.ok()) return after.status();
+    if (after->tags == before->tags) continue;
+    std::vector<Event> events = {{"repo.updated",
+                                  {{"repo", webhooks::RepoInfo(*after)},
+                                   {"before", webhooks::RepoSnapshot(*before)},
+                                   {"after", webhooks::RepoSnapshot(*after)}}}};
+    if (auto st = EnqueueEvents(**db, org.id, &*after, events); !st.ok()) return st;
+    any_event = true;
   }
   if (auto st = txn.Commit(); !st.ok()) return st;
+  if (any_event) KickOutbox();
   return updated;
 }
 

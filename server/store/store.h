@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "server/store/git.h"
 #include "server/store/sqlite.h"
+#include "rest/access_token.h"
 #include "server/store/types.h"
 
 namespace mesa::server {
@@ -54,6 +55,51 @@ struct ListKeysParams {
   std::string status = "active";  // active|revoked|expired|all
   std::optional<std::string> scope;
   std::optional<std::string> repo_id;
+  // Set for a repository-restricted caller: only keys restricted to a subset of these repos.
+  std::optional<std::vector<std::string>> within_repo_ids;
+};
+
+struct CreateWebhookTargetParams {
+  std::optional<std::string> name;
+  std::string url;
+  std::optional<std::vector<std::string>> events;    // default ["push"]
+  std::optional<std::vector<std::string>> repo_ids;  // nullopt: org-wide
+};
+
+struct UpdateWebhookTargetParams {
+  std::optional<std::optional<std::string>> name;                  // present: null clears
+  std::optional<std::string> url;
+  std::optional<std::vector<std::string>> events;
+  std::optional<std::optional<std::vector<std::string>>> repo_ids;  // present: null = org-wide
+};
+
+struct NewWebhookTarget {
+  WebhookTarget target;
+  std::string secret;  // whsec_...; returned by create only
+};
+
+struct ListWebhookTargetsParams {
+  std::optional<std::string> cursor;
+  int limit = 50;
+  // Set for a repository-restricted caller: only targets restricted to a subset of these repos.
+  std::optional<std::vector<std::string>> within_repo_ids;
+};
+
+// One attempt's worth of an outbox row, joined with its target.
+struct PendingDelivery {
+  int64_t seq = 0;
+  std::string event_id;
+  std::string event_type;
+  std::string body;  // the envelope JSON, identical on every attempt
+  std::string target_id;
+  std::string url;
+  std::string secret;
+  int attempts = 0;  // attempts made so far
+};
+
+struct OutboxStats {
+  int64_t pending = 0;
+  int64_t failed = 0;
 };
 
 struct CreateRepoParams {
@@ -180,6 +226,43 @@ class Store {
   absl::Status RevokeApiKey(const std::string& org_id, const std::string& id);
   absl::StatusOr<nlohmann::json> UpdateApiKeyTags(const std::string& org_id, const std::string& id,
                                                   const nlohmann::json& tags);
+  // An access token (rest/access_token.h) signed from one of this store's keys: 401 unless
+  // the signature verifies against the stored SHA-256 of the key, the token is current and
+  // the key is neither revoked nor expired. Returns the key (unclamped) and the claims;
+  // updates last_used_at (throttled).
+  absl::StatusOr<ApiKey> AuthenticateAccessToken(std::string_view token, rest::AccessTokenClaims* claims);
+
+  // Webhook targets (admin). The secret is stored (it signs deliveries) and returned by
+  // create only.
+  absl::StatusOr<NewWebhookTarget> CreateWebhookTarget(const std::string& org_id,
+                                                       const CreateWebhookTargetParams& params);
+  absl::StatusOr<WebhookTarget> GetWebhookTarget(const std::string& org_id, const std::string& id);
+  absl::StatusOr<Page<WebhookTarget>> ListWebhookTargets(const std::string& org_id,
+                                                         const ListWebhookTargetsParams& params);
+  absl::StatusOr<WebhookTarget> UpdateWebhookTarget(const std::string& org_id, const std::string& id,
+                                                    const UpdateWebhookTargetParams& params);
+  absl::Status DeleteWebhookTarget(const std::string& org_id, const std::string& id);
+
+  // The webhook outbox. Every mutation writes its events (one row per matching target) in
+  // the same SQLite transaction as the mutation itself, so an event exists iff the mutation
+  // committed. A delivery worker drains it.
+  absl::StatusOr<std::vector<PendingDelivery>> DueDeliveries(int64_t now_ms, int limit,
+                                                             const std::vector<int64_t>& exclude_seqs);
+  // Earliest next_attempt_at of a pending row not in `exclude_seqs`; nullopt when none.
+  absl::StatusOr<std::optional<int64_t>> NextDeliveryAt(const std::vector<int64_t>& exclude_seqs);
+  absl::Status CompleteDelivery(int64_t seq);
+  // Records a failed attempt: retry at `retry_at_ms`, or give up (state failed) when nullopt.
+  absl::Status FailDelivery(int64_t seq, int attempts, std::optional<int64_t> retry_at_ms,
+                            const std::string& error);
+  // Deletes deliveries that were given up before `failed_before_ms`; returns how many.
+  absl::StatusOr<int64_t> PruneFailedDeliveries(int64_t failed_before_ms);
+  absl::StatusOr<OutboxStats> GetOutboxStats();
+  // Called (from the mutating thread) after a transaction that wrote outbox rows committed.
+  void SetOutboxListener(std::function<void()> listener);
+
+  // Base of the `repository.url` of webhook events ("<base>/v1/<org>/<repo>"); default
+  // "http://localhost".
+  void SetPublicUrl(std::string url);
 
   // Repos
   absl::StatusOr<Repo> CreateRepo(const Org& org, const CreateRepoParams& params);
@@ -234,6 +317,17 @@ class Store {
 
   absl::StatusOr<GitLease> Git(const std::string& repo_id);
   std::shared_ptr<std::mutex> RepoMutex(const std::string& repo_id);
+
+  // Webhook events of one mutation. EnqueueEvents runs inside the mutation's open
+  // transaction; KickOutbox after it committed.
+  struct Event {
+    std::string type;
+    nlohmann::json data;
+  };
+  absl::Status EnqueueEvents(SqliteConnection& db, const std::string& org_id, const Repo* repo,
+                             const std::vector<Event>& events);
+  void KickOutbox();
+  absl::StatusOr<ApiKey> UsableKey(ApiKey key);
 
   std::string data_dir_;
   StoreOptions options_;

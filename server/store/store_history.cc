@@ -8,6 +8,7 @@
 #include "rest/validate.h"
 #include "server/store/store.h"
 #include "server/store/store_internal.h"
+#include "server/webhooks/events.h"
 
 namespace mesa::server {
 
@@ -99,17 +100,27 @@ absl::StatusOr<Bookmark> Store::CreateBookmark(const Repo& repo, const std::stri
   std::lock_guard<std::mutex> guard(*lock);
   auto db = in_->db.Acquire();
   if (!db.ok()) return db.status();
-  if (auto commit = ChangeCommit(**db, repo.id, change_id); !commit.ok()) return commit.status();
+  Transaction txn(**db);
+  if (auto st = txn.Begin(); !st.ok()) return st;
+  auto commit = ChangeCommit(**db, repo.id, change_id);
+  if (!commit.ok()) return commit.status();
   auto stmt = (*db)->Prepare("INSERT OR IGNORE INTO bookmarks(repo_id, name, change_id) VALUES(?,?,?)");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, repo.id).Bind(2, name).Bind(3, change_id);
   if (auto st = stmt->Run(); !st.ok()) return st;
   if ((*db)->Changes() == 0)
     return rest::ConflictError("BOOKMARK_ALREADY_EXISTS", "bookmark '" + name + "' already exists");
+  bool is_default = name == repo.default_bookmark;
+  std::vector<Event> events = {
+      {"bookmark.created", {{"bookmark", webhooks::BookmarkInfo(name, is_default, change_id, *commit)}}}};
+  if (auto push = webhooks::PushPayload({{name, "", *commit}})) events.push_back({"push", std::move(*push)});
+  if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
+  if (auto st = txn.Commit(); !st.ok()) return st;
+  KickOutbox();
   auto git = Git(repo.id);
   if (!git.ok()) return git.status();
   if (auto st = SyncRefs(git->get(), **db, repo.id); !st.ok()) return st;
-  return Bookmark{name, change_id, name == repo.default_bookmark};
+  return Bookmark{name, change_id, is_default};
 }
 
 absl::StatusOr<MoveResult> Store::MoveBookmark(const Repo& repo, const std::string& name,
@@ -119,13 +130,28 @@ absl::StatusOr<MoveResult> Store::MoveBookmark(const Repo& repo, const std::stri
   std::lock_guard<std::mutex> guard(*lock);
   auto db = in_->db.Acquire();
   if (!db.ok()) return db.status();
+  Transaction txn(**db);
+  if (auto st = txn.Begin(); !st.ok()) return st;
   auto from = BookmarkChange(**db, repo.id, name);
   if (!from.ok()) return from.status();
-  if (auto commit = ChangeCommit(**db, repo.id, change_id); !commit.ok()) return commit.status();
+  auto commit = ChangeCommit(**db, repo.id, change_id);
+  if (!commit.ok()) return commit.status();
+  std::string from_commit = CommitOrEmpty(**db, repo.id, *from);
   auto stmt = (*db)->Prepare("UPDATE bookmarks SET change_id = ? WHERE repo_id = ? AND name = ?");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, change_id).Bind(2, repo.id).Bind(3, name);
   if (auto st = stmt->Run(); !st.ok()) return st;
+  std::vector<Event> events;
+  if (*from != change_id) {
+    events.push_back({"bookmark.moved",
+                      {{"bookmark", webhooks::BookmarkInfo(name, name == repo.default_bookmark, change_id, *commit)},
+                       {"from", {{"change_id", *from},
+                                 {"commit_oid", from_commit.empty() ? std::string(webhooks::kNullCommitOid) : from_commit}}}}});
+  }
+  if (auto push = webhooks::PushPayload({{name, from_commit, *commit}})) events.push_back({"push", std::move(*push)});
+  if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
+  if (auto st = txn.Commit(); !st.ok()) return st;
+  if (!events.empty()) KickOutbox();
   auto git = Git(repo.id);
   if (!git.ok()) return git.status();
   if (auto st = SyncRefs(git->get(), **db, repo.id); !st.ok()) return st;
@@ -139,11 +165,21 @@ absl::Status Store::DeleteBookmark(const Repo& repo, const std::string& name) {
   std::lock_guard<std::mutex> guard(*lock);
   auto db = in_->db.Acquire();
   if (!db.ok()) return db.status();
+  Transaction txn(**db);
+  if (auto st = txn.Begin(); !st.ok()) return st;
+  auto change = BookmarkChange(**db, repo.id, name);
+  if (!change.ok()) return change.status();
+  std::string commit = CommitOrEmpty(**db, repo.id, *change);
   auto stmt = (*db)->Prepare("DELETE FROM bookmarks WHERE repo_id = ? AND name = ?");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, repo.id).Bind(2, name);
   if (auto st = stmt->Run(); !st.ok()) return st;
   if ((*db)->Changes() == 0) return rest::NotFoundError("BOOKMARK_NOT_FOUND", "bookmark '" + name + "' not found");
+  std::vector<Event> events = {{"bookmark.deleted", {{"bookmark", webhooks::BookmarkInfo(name, false, *change, commit)}}}};
+  if (auto push = webhooks::PushPayload({{name, commit, ""}})) events.push_back({"push", std::move(*push)});
+  if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
+  if (auto st = txn.Commit(); !st.ok()) return st;
+  KickOutbox();
   auto git = Git(repo.id);
   if (!git.ok()) return git.status();
   return SyncRefs(git->get(), **db, repo.id);
@@ -277,8 +313,13 @@ absl::StatusOr<Change> Store::CreateChange(const Repo& repo, const CreateChangeP
   log->Bind(1, repo.id).Bind(2, *oid).Bind(3, change_id).Bind(4, now);
   if (auto st = log->Run(); !st.ok()) return st;
   if (auto st = SaveConflicts(**db, repo.id, *oid, inherited); !st.ok()) return st;
+  auto change = LoadChange(git->get(), **db, repo.id, change_id);
+  if (!change.ok()) return change.status();
+  std::vector<Event> events = {{"change.created", {{"change", webhooks::ChangeInfo(*change)}}}};
+  if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
   if (auto st = txn.Commit(); !st.ok()) return st;
-  return LoadChange(git->get(), **db, repo.id, change_id);
+  KickOutbox();
+  return change;
 }
 
 absl::StatusOr<Change> Store::UpdateChange(const Repo& repo, const std::string& change_id,
@@ -342,10 +383,30 @@ absl::StatusOr<Change> Store::UpdateChange(const Repo& repo, const std::string& 
   log->Bind(1, repo.id).Bind(2, *oid).Bind(3, change_id).Bind(4, now);
   if (auto st = log->Run(); !st.ok()) return st;
   if (auto st = SaveConflicts(**db, repo.id, *oid, *conflicts); !st.ok()) return st;
+  auto change = LoadChange(git->get(), **db, repo.id, change_id);
+  if (!change.ok()) return change.status();
+  std::vector<Event> events;
+  if (*oid != *current) {
+    events.push_back({"change.evolved",
+                      {{"change", webhooks::ChangeInfo(*change)}, {"previous_current_commit_oid", *current}}});
+    // Bookmarks name changes, so the refs of those on this change move to the new commit.
+    auto on = (*db)->Prepare("SELECT name FROM bookmarks WHERE repo_id = ? AND change_id = ? ORDER BY name");
+    if (!on.ok()) return on.status();
+    on->Bind(1, repo.id).Bind(2, change_id);
+    std::vector<webhooks::RefUpdate> updates;
+    while (true) {
+      auto row = on->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      updates.push_back({on->Text(0), *current, *oid});
+    }
+    if (auto push = webhooks::PushPayload(updates)) events.push_back({"push", std::move(*push)});
+  }
+  if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
   if (auto st = txn.Commit(); !st.ok()) return st;
-  // Bookmarks name changes, so those on this change now resolve to the new commit.
+  if (!events.empty()) KickOutbox();
   if (auto st = SyncRefs(git->get(), **db, repo.id); !st.ok()) return st;
-  return LoadChange(git->get(), **db, repo.id, change_id);
+  return change;
 }
 
 }  // namespace mesa::server

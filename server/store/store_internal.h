@@ -1,6 +1,7 @@
 // Pieces shared by the store_*.cc files; not part of the store's interface.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,9 @@ struct Store::Internals {
   std::map<std::string, std::vector<git::RepositoryPtr>> git_idle;
   std::map<std::string, std::weak_ptr<std::mutex>> repo_locks;
   std::map<std::string, int64_t> key_last_used_ms;
+  std::mutex outbox_mu;
+  std::function<void()> outbox_listener;
+  std::string public_url = "http://localhost";
 };
 
 // A pooled libgit2 repository handle; one thread at a time.
@@ -37,6 +41,20 @@ class Store::GitLease {
 };
 
 namespace store_detail {
+
+// "<prefix><20 random alphanumerics>".
+std::string NewId(std::string_view prefix);
+
+nlohmann::json ParseJsonColumn(const std::optional<std::string>& text, nlohmann::json fallback);
+
+// A repo read through `db` (so an open transaction sees its own writes). 404 when missing.
+absl::StatusOr<Repo> LoadRepo(SqliteConnection& db, const std::string& repo_id);
+
+// True when `ids` is a restriction (not org-wide) to a subset of `allowed`.
+bool RepoSubset(const std::optional<std::vector<std::string>>& ids, const std::vector<std::string>& allowed);
+
+// Commit oid a change id resolves to, or "" for the virtual root / unknown changes.
+std::string CommitOrEmpty(SqliteConnection& db, const std::string& repo_id, const std::string& change_id);
 
 // Commit oid of a change; "" for the virtual root. 404 CHANGE_NOT_FOUND when unknown.
 absl::StatusOr<std::string> ChangeCommit(SqliteConnection& db, const std::string& repo_id,

@@ -9,6 +9,7 @@
 #include "rest/time_format.h"
 #include "server/store/store.h"
 #include "server/store/store_internal.h"
+#include "server/webhooks/events.h"
 
 namespace mesa::server {
 
@@ -298,6 +299,13 @@ absl::StatusOr<MergeResult> Store::MergeBookmarks(const Repo& repo, const MergeP
     return absl::OkStatus();
   };
 
+  // Events when the source bookmark is deleted by the merge.
+  auto source_deleted_events = [&](std::vector<Event>& events, std::vector<webhooks::RefUpdate>& updates) {
+    if (!result.source_deleted) return;
+    events.push_back({"bookmark.deleted", {{"bookmark", webhooks::BookmarkInfo(p.source, false, *source_change, *sc)}}});
+    updates.push_back({p.source, *sc, ""});
+  };
+
   if (*tc == *sc) {
     result.merge_type = "no_op";
     result.commit_oid = tc->empty() ? std::string(40, '0') : *tc;
@@ -305,7 +313,16 @@ absl::StatusOr<MergeResult> Store::MergeBookmarks(const Repo& repo, const MergeP
     auto conflicts = LoadConflicts(**db, repo.id, *tc);
     if (!conflicts.ok()) return conflicts.status();
     result.is_conflicted = !conflicts->empty();
+    Transaction txn(**db);
+    if (auto st = txn.Begin(); !st.ok()) return st;
     if (auto st = delete_source(); !st.ok()) return st;
+    std::vector<Event> events;
+    std::vector<webhooks::RefUpdate> updates;
+    source_deleted_events(events, updates);
+    if (auto push = webhooks::PushPayload(updates)) events.push_back({"push", std::move(*push)});
+    if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
+    if (auto st = txn.Commit(); !st.ok()) return st;
+    if (!events.empty()) KickOutbox();
     if (auto st = SyncRefs(g, **db, repo.id); !st.ok()) return st;
     return result;
   }
@@ -409,7 +426,18 @@ absl::StatusOr<MergeResult> Store::MergeBookmarks(const Repo& repo, const MergeP
   move->Bind(1, change_id).Bind(2, repo.id).Bind(3, p.target);
   if (auto st = move->Run(); !st.ok()) return st;
   if (auto st = delete_source(); !st.ok()) return st;
+  auto merged = LoadChange(g, **db, repo.id, change_id);
+  if (!merged.ok()) return merged.status();
+  std::vector<Event> events = {
+      {"change.created", {{"change", webhooks::ChangeInfo(*merged)}}},
+      {"bookmark.merged",
+       {{"bookmark", webhooks::BookmarkInfo(p.target, p.target == repo.default_bookmark, change_id, *oid)}}}};
+  std::vector<webhooks::RefUpdate> updates = {{p.target, *tc, *oid}};
+  source_deleted_events(events, updates);
+  if (auto push = webhooks::PushPayload(updates)) events.push_back({"push", std::move(*push)});
+  if (auto st = EnqueueEvents(**db, repo.org_id, &repo, events); !st.ok()) return st;
   if (auto st = txn.Commit(); !st.ok()) return st;
+  KickOutbox();
   if (auto st = SyncRefs(g, **db, repo.id); !st.ok()) return st;
 
   result.merge_type = "merge_commit";

@@ -118,6 +118,18 @@ struct Content {
   std::vector<ContentEntry> entries;
 };
 
+struct WebhookTarget {
+  int64_t seq = 0;  // creation order; the list cursor
+  std::string id;
+  std::string org_id;
+  std::optional<std::string> name;
+  std::string url;
+  std::vector<std::string> events;
+  std::optional<std::vector<std::string>> repo_ids;  // nullopt: every repo of the org
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+};
+
 template <typename T>
 struct Page {
   std::vector<T> items;

@@ -919,24 +919,52 @@ TEST_F(CliTest, ApiKeysCreateListUpdateRevoke) {
 // ---- webhooks ----
 
 TEST_F(CliTest, WebhookTargetsCommands) {
-  // TODO(issue 3): mesa-server does not implement webhook targets yet and answers every
-  // /webhook-targets call with 501 NOT_IMPLEMENTED (exit 1, an ApiError of no other class).
-  // When issue 3 lands, replace these assertions with create/list/get/update/delete checks
-  // (the secret printed once on create, --org-wide / --repo-id / --clear-name on update).
-  const std::vector<std::string> calls = {
-      "webhook-targets list",
-      "webhook-targets list --all --json",
-      "webhook-targets create --url https://example.com/hook --event change.created --name ci",
-      "webhook-targets get wht_1",
-      "webhook-targets update wht_1 --name x --url https://example.com/2 --org-wide",
-      "webhook-targets delete wht_1",
-  };
-  for (const auto& call : calls) {
-    Result r = Mesa(call);
-    EXPECT_EQ(r.code, 1) << call << "\n" << r;
-    EXPECT_EQ(r.err, "mesa: NOT_IMPLEMENTED: webhook targets are not implemented yet (HTTP 501)\n") << call;
-    EXPECT_EQ(r.out, "");
-  }
+  std::string repo_id = CreateRepo("hooked");
+  Result empty = Mesa("webhook-targets list");
+  ASSERT_EQ(empty.code, 0) << empty;
+  EXPECT_EQ(empty.out, "ID  NAME  URL  EVENTS  REPOS\n");
+
+  Result created = Mesa("webhook-targets create --url https://example.com/hook --event change.created --name ci");
+  ASSERT_EQ(created.code, 0) << created;
+  EXPECT_EQ(created.err, "mesa: the secret is shown only once; store it now\n");
+  std::string id = created.Field("id");
+  EXPECT_TRUE(id.starts_with("wht_")) << created;
+  EXPECT_TRUE(created.Field("secret").starts_with("whsec_")) << created;
+  EXPECT_EQ(created.Field("repos"), "*");
+  EXPECT_EQ(created.Field("events"), "change.created");
+
+  // The secret is shown by create only.
+  Result got = Mesa("webhook-targets get " + id + " --json");
+  ASSERT_EQ(got.code, 0) << got;
+  EXPECT_EQ(got.Json()["url"], "https://example.com/hook");
+  EXPECT_EQ(got.Json().value("secret", ""), "") << got;
+
+  Result scoped = Mesa("webhook-targets update " + id + " --clear-name --url https://example.com/2 --repo-id " + repo_id +
+                       " --json");
+  ASSERT_EQ(scoped.code, 0) << scoped;
+  EXPECT_TRUE(scoped.Json()["name"].is_null()) << scoped;
+  EXPECT_EQ(scoped.Json()["url"], "https://example.com/2");
+  EXPECT_EQ(scoped.Json()["repo_ids"]["values"], json::array({repo_id}));  // the gRPC message's JSON
+  Result wide = Mesa("webhook-targets update " + id + " --name x --org-wide --json");
+  ASSERT_EQ(wide.code, 0) << wide;
+  EXPECT_EQ(wide.Json()["name"], "x");
+  EXPECT_FALSE(wide.Json().contains("repo_ids")) << wide;  // unset = org-wide
+
+  Result listed = Mesa("webhook-targets list --all --json");
+  ASSERT_EQ(listed.code, 0) << listed;
+  ASSERT_EQ(listed.Json()["items"].size(), 1u);
+  EXPECT_EQ(listed.Json()["items"][0]["id"], id);
+
+  Result deleted = Mesa("webhook-targets delete " + id);
+  EXPECT_EQ(deleted.code, 0) << deleted;
+  Result gone = Mesa("webhook-targets get " + id);
+  EXPECT_EQ(gone.code, 6) << gone;
+  EXPECT_TRUE(gone.err.starts_with("mesa: WEBHOOK_TARGET_NOT_FOUND: ")) << gone;
+  EXPECT_EQ(gone.out, "");
+
+  // Bad input fails before any call: a non-URL is the server's 400, flag conflicts are usage errors.
+  Result bad_url = Mesa("webhook-targets create --url not-a-url --event change.created");
+  EXPECT_EQ(bad_url.code, 3) << bad_url;
   EXPECT_EQ(Mesa("webhook-targets update wht_1 --name x --clear-name").code, 2);
   EXPECT_EQ(Mesa("webhook-targets update wht_1 --repo-id r --org-wide").code, 2);
 }
@@ -988,9 +1016,10 @@ TEST_F(CliTest, WebhooksVerifyLocally) {
   EXPECT_EQ(Mesa("webhooks verify --secret s --header x --body-file " + Q(file)).code, 2);
   EXPECT_EQ(Mesa("webhooks verify --secret s --signature x --body-file /nonexistent").code, 1);
 
-  // Through mesad: the embedded session has no webhook secret (a precondition failure, exit 1).
+  // Through mesad: the embedded session has no webhook secret. mesad answers FAILED_PRECONDITION,
+  // which the client library raises as a ValidationError (exit 3).
   Result daemon = Mesa("webhooks verify --header " + Q(header(now, secret, body)) + " --body-file " + Q(file));
-  EXPECT_EQ(daemon.code, 1) << daemon;
+  EXPECT_EQ(daemon.code, 3) << daemon;
   EXPECT_EQ(daemon.err, "mesa: MISSING_WEBHOOK_SECRET: no webhook secret configured\n") << daemon;
 }
 

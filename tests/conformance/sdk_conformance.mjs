@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Conformance test: drives the official TypeScript SDK (@mesadev/sdk 0.38.0) against a freshly
 // initialised mesa-server and checks every REST method of whoami, org, repos, bookmarks (incl.
-// merge), changes, content and diffs (plus api keys), on both happy and unhappy paths.
+// merge), changes, content and diffs, api keys, webhook targets and SDK-signed access tokens, on
+// both happy and unhappy paths; every webhook the server delivers to a local receiver must pass
+// the SDK's own `mesa.webhooks.receive(request)` (signature and schema).
 //
 //   node tests/conformance/sdk_conformance.mjs --server build/server/mesa-server
 //
@@ -10,10 +12,12 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { listApiKeys, updateApiKey } from '@mesadev/rest';
 import { Mesa, MesaApiError, OrgResolutionError, VIRTUAL_ROOT_CHANGE_ID } from '@mesadev/sdk';
 
 const ROOT = 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz';
@@ -324,13 +328,93 @@ async function stopServer(child) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Webhook receiver: every POST is handed to the official SDK's `mesa.webhooks.receive(request)`
+// (a Mesa client built with the target's secret); 200 when it accepts, 400 when it throws.
+// `failFirst` paths answer 500 to the first attempt of each event id (the server must retry).
+// ---------------------------------------------------------------------------------------------
+const API_EVENTS = [
+  'repo.created', 'repo.updated', 'repo.deleted', 'bookmark.created', 'bookmark.deleted',
+  'bookmark.moved', 'bookmark.merged', 'change.created', 'change.evolved', 'push',
+];
+const ALL_EVENTS = [...API_EVENTS, 'sync.queued', 'sync.in_progress', 'sync.completed', 'sync.failed'];
+const FLAKY_TYPES = ['repo.created', 'change.created'];
+
+async function startWebhookReceiver({ apiKey, apiUrl }) {
+  const hooks = { receivers: new Map(), accepted: [], rejected: [], attempts: new Map(), failFirst: new Set(), requests: 0 };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      hooks.requests++;
+      const body = Buffer.concat(chunks).toString('utf8');
+      const path = req.url;
+      const id = (() => {
+        try {
+          return JSON.parse(body).id;
+        } catch {
+          return undefined;
+        }
+      })();
+      const n = (hooks.attempts.get(`${path}#${id}`) ?? 0) + 1;
+      hooks.attempts.set(`${path}#${id}`, n);
+      if (hooks.failFirst.has(path) && n === 1) {
+        res.writeHead(500).end();
+        return;
+      }
+      const receiver = hooks.receivers.get(path);
+      if (!receiver) {
+        res.writeHead(404).end();
+        return;
+      }
+      const request = new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: req.headers, body });
+      try {
+        await receiver.mesa.webhooks.receive(request);
+        // Accepted: the body passed the SDK's signature check and schema.
+        hooks.accepted.push({ path, attempt: n, event: JSON.parse(body) });
+        res.writeHead(200).end();
+      } catch (err) {
+        hooks.rejected.push({ path, body: body.slice(0, 300), error: String(err?.message ?? err) });
+        res.writeHead(400).end();
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  return {
+    hooks,
+    url: (path) => `${base}${path}`,
+    // Verify requests on `path` with `secret`, as a receiving application would.
+    register(path, secret) {
+      const mesa = new Mesa({ apiKey, apiUrl, org: 'conf', webhookSecret: secret });
+      const receiver = { mesa, dispatched: 0 };
+      mesa.webhooks.on(ALL_EVENTS, () => {
+        receiver.dispatched++;
+      });
+      hooks.receivers.set(path, receiver);
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+// Decodes a JWS part.
+const jwsPart = (token, i) => JSON.parse(Buffer.from(token.split('.')[i], 'base64url').toString('utf8'));
+
+// ---------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------
 async function runChecks({ apiUrl, apiKey, accessLog }) {
   // No `org`: the SDK must resolve it from GET /whoami.
   const mesa = new Mesa({ apiKey, apiUrl });
   const S = {}; // state shared between checks
+  const receiver = await startWebhookReceiver({ apiKey, apiUrl });
+  try {
+    await runAllChecks({ apiUrl, apiKey, accessLog, mesa, S, receiver });
+  } finally {
+    await receiver.close();
+  }
+}
 
+async function runAllChecks({ apiUrl, apiKey, accessLog, mesa, S, receiver }) {
   // ---- identity and org -----------------------------------------------------------------------
   await check('sdk: VIRTUAL_ROOT_CHANGE_ID is 32 z', () => {
     assert.equal(VIRTUAL_ROOT_CHANGE_ID, ROOT);
@@ -349,6 +433,27 @@ async function runChecks({ apiUrl, apiKey, accessLog }) {
     assert.ok(Array.isArray(w.scopes));
     assert.ok(w.scopes.includes('admin'), `scopes ${JSON.stringify(w.scopes)}`);
     S.keyId = w.key_id;
+  });
+
+  await check('webhookTargets.create: 201 target with a whsec_ secret shown once (receiver for every later event)', async () => {
+    const t = await mesa.webhookTargets.create({ url: receiver.url('/hook'), name: 'conformance', events: API_EVENTS });
+    assertKeys(t, ['id', 'name', 'url', 'events', 'repo_ids', 'created_at', 'updated_at', 'secret'], [], 'created webhook target');
+    assert.equal(typeof t.id, 'string');
+    assert.equal(t.name, 'conformance');
+    assert.equal(t.url, receiver.url('/hook'));
+    assert.deepEqual(t.events, API_EVENTS);
+    assert.equal(t.repo_ids, null);
+    assertTime(t.created_at, 'target.created_at');
+    assertTime(t.updated_at, 'target.updated_at');
+    assert.match(t.secret, /^whsec_[A-Za-z0-9_-]{20,}$/);
+    receiver.register('/hook', t.secret);
+    // A second target answers 500 to each first attempt: every event must come again, re-signed.
+    const flaky = await mesa.webhookTargets.create({ url: receiver.url('/flaky'), events: FLAKY_TYPES });
+    assert.equal(flaky.name, null);
+    receiver.hooks.failFirst.add('/flaky');
+    receiver.register('/flaky', flaky.secret);
+    assert.notEqual(flaky.secret, t.secret);
+    S.hookTarget = t;
   });
 
   await check('org.get: created_at, num_repos 0 on a fresh store', async () => {
@@ -1090,11 +1195,204 @@ async function runChecks({ apiUrl, apiKey, accessLog }) {
     await expectApiError(() => ro.repos.list(), 401, 'UNAUTHENTICATED');
   });
 
+  await check('apiKeys: create with repo_ids/expiry/tags; list filters (status, scope, query); PATCH tags', async () => {
+    const k = await mesa.apiKeys.create({
+      name: 'scoped-ci', scopes: ['read', 'write'], repo_ids: [S.work.id], expires_in_seconds: 3600, tags: { team: 'qa', env: 'ci' },
+    });
+    assertKeys(k, ['id', 'key', 'name', 'scopes', 'repo_ids', 'tags', 'created_at'], [], 'created api key');
+    assert.ok(k.key.startsWith('mesa_'));
+    assert.deepEqual(k.repo_ids, [S.work.id]);
+    assert.deepEqual(k.tags, { team: 'qa', env: 'ci' });
+    const org = 'conf';
+    const rest = mesa.restClient;
+    const byQuery = await rest.request(listApiKeys, { path: { org }, query: { query: 'scoped' } });
+    assertPage(byQuery, 'api_keys');
+    assert.deepEqual(byQuery.api_keys.map((x) => x.id), [k.id]);
+    const item = byQuery.api_keys[0];
+    assertKeys(item, ['id', 'name', 'scopes', 'repo_ids', 'metadata', 'tags', 'last_used_at', 'expires_at', 'revoked_at', 'created_at'], [], 'api key');
+    assertTime(item.expires_at, 'expires_at');
+    assert.equal(item.revoked_at, null);
+    assert.ok(!JSON.stringify(byQuery).includes(k.key));
+    const admins = await rest.request(listApiKeys, { path: { org }, query: { scope: 'admin' } });
+    assert.ok(admins.api_keys.every((x) => x.scopes.includes('admin')));
+    assert.ok(admins.api_keys.some((x) => x.id === S.keyId));
+    const byRepo = await rest.request(listApiKeys, { path: { org }, query: { repo_id: S.work.id } });
+    assert.deepEqual(byRepo.api_keys.map((x) => x.id), [k.id]);
+    const revoked = await rest.request(listApiKeys, { path: { org }, query: { status: 'revoked' } });
+    assert.ok(revoked.api_keys.length >= 1 && revoked.api_keys.every((x) => typeof x.revoked_at === 'string'));
+    const page = await rest.request(listApiKeys, { path: { org }, query: { status: 'all', limit: 1 } });
+    assert.equal(page.api_keys.length, 1);
+    assert.equal(page.has_more, true);
+    const tags = await rest.request(updateApiKey, { path: { org, id: k.id }, body: { tags: { team: null, owner: 'me' } } });
+    assert.deepEqual(tags, { tags: { env: 'ci', owner: 'me' } });
+    await expectApiError(() => mesa.apiKeys.create({ scopes: ['root'] }), 400, 'VALIDATION_ERROR');
+    await expectApiError(() => mesa.apiKeys.create({ expires_in_seconds: 99 }), 400, 'VALIDATION_ERROR');
+    await expectApiError(() => mesa.apiKeys.revoke({ id: 'key_missing' }), 404, 'API_KEY_NOT_FOUND');
+    // The repo-restricted key sees one repo; others are 404.
+    const scoped = new Mesa({ apiKey: k.key, apiUrl });
+    assert.deepEqual((await scoped.repos.list()).repos.map((r) => r.name), ['work']);
+    await expectApiError(() => scoped.repos.get({ repo: 'gamma' }), 404, 'REPO_NOT_FOUND');
+    await expectApiError(() => scoped.apiKeys.list(), 403, 'FORBIDDEN');
+    S.scopedKey = k;
+  });
+
+  await check('tokens.create: the SDK-signed HS256 token (typ mesa-at+jwt, kid <key>.v1) reads within scope and repos', async () => {
+    const t = await mesa.tokens.create({ scopes: ['read'], repos: ['conf/gamma'], ttl_seconds: 600 });
+    assert.deepEqual(t.scopes, ['read']);
+    const header = jwsPart(t.token, 0);
+    assert.deepEqual(header, { alg: 'HS256', typ: 'mesa-at+jwt', kid: `${S.keyId}.v1` });
+    assert.equal(jwsPart(t.token, 1).aud, 'mesa-api');
+    // No org given: the SDK resolves it with /whoami, which accepts the token.
+    const tm = new Mesa({ apiKey: t.token, apiUrl });
+    const w = await tm.whoami();
+    assert.equal(w.org.slug, 'conf');
+    assert.equal(w.key_id, S.keyId);
+    assert.deepEqual(w.scopes, ['read']);
+    assert.equal((await tm.repos.get({ repo: 'gamma' })).id, S.gamma.id);
+    assert.deepEqual((await tm.repos.list()).repos.map((r) => r.name), ['gamma']);
+    assert.equal((await tm.bookmarks.list({ repo: 'gamma' })).bookmarks[0].name, 'trunk');
+    await expectApiError(() => tm.repos.get({ repo: 'work' }), 404, 'REPO_NOT_FOUND');
+    await expectApiError(() => tm.bookmarks.create({ repo: 'gamma', name: 'nope', change_id: ROOT }), 403, 'FORBIDDEN');
+    await expectApiError(() => tm.repos.create({ name: 'nope' }), 403, 'FORBIDDEN');
+    await expectApiError(() => tm.apiKeys.list(), 403, 'FORBIDDEN');
+  });
+
+  await check('tokens.create: a write token writes in its repo only; default scopes never reach admin', async () => {
+    const { token } = await mesa.tokens.create({ scopes: ['read', 'write'], repos: ['conf/work'] });
+    const tm = new Mesa({ apiKey: token, apiUrl, org: 'conf' });
+    const b = await tm.bookmarks.create({ repo: 'work', name: 'from-token', change_id: ROOT });
+    assertBookmarkShape(b);
+    assert.deepEqual(await tm.bookmarks.delete({ repo: 'work', bookmark: 'from-token' }), { success: true });
+    await expectApiError(() => tm.bookmarks.create({ repo: 'gamma', name: 'x', change_id: ROOT }), 404, 'REPO_NOT_FOUND');
+    const all = new Mesa({ apiKey: (await mesa.tokens.create()).token, apiUrl, org: 'conf' });
+    assert.deepEqual((await all.whoami()).scopes, ['read', 'write']);
+    assert.equal((await all.repos.list()).repos.length, 4);
+    await expectApiError(() => all.webhookTargets.list(), 403, 'FORBIDDEN');
+  });
+
+  await check('tokens.create: scopes and repos are clamped to the signing key (repo-restricted read/write key)', async () => {
+    const km = new Mesa({ apiKey: S.scopedKey.key, apiUrl });
+    const { token } = await km.tokens.create({ scopes: ['read', 'write', 'admin'], repos: ['conf/work', 'conf/gamma'] });
+    const tm = new Mesa({ apiKey: token, apiUrl, org: 'conf' });
+    assert.deepEqual((await tm.whoami()).scopes, ['read', 'write']);
+    assert.deepEqual((await tm.repos.list()).repos.map((r) => r.name), ['work']);
+    await expectApiError(() => tm.repos.get({ repo: 'gamma' }), 404, 'REPO_NOT_FOUND');
+    await expectApiError(() => tm.apiKeys.list(), 403, 'FORBIDDEN');
+  });
+
+  await check('tokens: expired, tampered and revoked-key tokens are 401 UNAUTHENTICATED', async () => {
+    const short = await mesa.tokens.create({ scopes: ['read'], ttl_seconds: 2 });
+    const sm = new Mesa({ apiKey: short.token, apiUrl, org: 'conf' });
+    assert.equal((await sm.repos.list()).repos.length, 4);
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(short.expires_at) - Date.now()) + 1100));
+    await expectApiError(() => sm.repos.list(), 401, 'UNAUTHENTICATED');
+
+    const { token } = await mesa.tokens.create({ scopes: ['read'] });
+    const [h, p, sig] = token.split('.');
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+    payload.scopes = ['admin'];
+    const forged = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${sig}`;
+    await expectApiError(() => new Mesa({ apiKey: forged, apiUrl, org: 'conf' }).apiKeys.list(), 401, 'UNAUTHENTICATED');
+    const flipped = `${h}.${p}.${sig.slice(0, -2)}${sig.endsWith('AA') ? 'BB' : 'AA'}`;
+    await expectApiError(() => new Mesa({ apiKey: flipped, apiUrl, org: 'conf' }).repos.list(), 401, 'UNAUTHENTICATED');
+
+    const k = await mesa.apiKeys.create({ name: 'to-revoke', scopes: ['read'] });
+    const km = new Mesa({ apiKey: k.key, apiUrl });
+    const kt = new Mesa({ apiKey: (await km.tokens.create({ scopes: ['read'] })).token, apiUrl, org: 'conf' });
+    assert.equal((await kt.repos.list()).repos.length, 4);
+    await mesa.apiKeys.revoke({ id: k.id });
+    await expectApiError(() => kt.repos.list(), 401, 'UNAUTHENTICATED');
+  });
+
+  await check('webhookTargets.list/update/delete: shapes (no secret), partial updates, repo_ids null = org-wide', async () => {
+    const extra = await mesa.webhookTargets.create({ url: receiver.url('/extra') });
+    assert.deepEqual(extra.events, ['push']);
+    const list = await mesa.webhookTargets.list();
+    assertPage(list, 'webhook_targets');
+    const ids = list.webhook_targets.map((t) => t.id);
+    assert.ok(ids.includes(extra.id) && ids.includes(S.hookTarget.id));
+    for (const t of list.webhook_targets) {
+      assertKeys(t, ['id', 'name', 'url', 'events', 'repo_ids', 'created_at', 'updated_at'], [], 'webhook target');
+    }
+    assert.ok(!JSON.stringify(list).includes(extra.secret), 'secrets are never listed');
+    const page = await mesa.webhookTargets.list({ limit: 1 });
+    assert.equal(page.webhook_targets.length, 1);
+    assert.equal(page.has_more, true);
+    const u = await mesa.webhookTargets.update({
+      webhookTargetId: extra.id, name: 'renamed', events: ['change.created', 'push'], repo_ids: [S.work.id],
+    });
+    assertKeys(u, ['id', 'name', 'url', 'events', 'repo_ids', 'created_at', 'updated_at'], [], 'updated webhook target');
+    assert.equal(u.name, 'renamed');
+    assert.deepEqual(u.events, ['change.created', 'push']);
+    assert.deepEqual(u.repo_ids, [S.work.id]);
+    assert.equal(u.url, receiver.url('/extra'));
+    const wide = await mesa.webhookTargets.update({ webhookTargetId: extra.id, repo_ids: null, name: null });
+    assert.equal(wide.repo_ids, null);
+    assert.equal(wide.name, null);
+    assert.deepEqual(wide.events, ['change.created', 'push']);
+    await expectApiError(() => mesa.webhookTargets.create({ url: 'ftp://example.com/hook' }), 400, 'VALIDATION_ERROR');
+    await expectApiError(() => mesa.webhookTargets.create({ url: receiver.url('/x'), events: [] }), 400, 'VALIDATION_ERROR');
+    assert.deepEqual(await mesa.webhookTargets.delete({ webhookTargetId: extra.id }), { success: true });
+    await expectApiError(() => mesa.webhookTargets.delete({ webhookTargetId: extra.id }), 404, 'WEBHOOK_TARGET_NOT_FOUND');
+    await expectApiError(() => mesa.webhookTargets.update({ webhookTargetId: extra.id, name: 'x' }), 404, 'WEBHOOK_TARGET_NOT_FOUND');
+    assert.ok(!(await mesa.webhookTargets.list()).webhook_targets.some((t) => t.id === extra.id));
+    const ro = await mesa.apiKeys.create({ scopes: ['write'] });
+    await expectApiError(() => new Mesa({ apiKey: ro.key, apiUrl, org: 'conf' }).webhookTargets.list(), 403, 'FORBIDDEN');
+  });
+
+  await check('webhooks.receive: every delivered event passes the official SDK (signature + schema), all 10 API types', async () => {
+    const { hooks } = receiver;
+    // Wait until every API event type arrived and deliveries went quiet.
+    const deadline = Date.now() + 30000;
+    let last = -1;
+    let quietSince = Date.now();
+    while (Date.now() < deadline) {
+      const types = new Set(hooks.accepted.filter((a) => a.path === '/hook').map((a) => a.event?.type));
+      if (hooks.requests !== last) {
+        last = hooks.requests;
+        quietSince = Date.now();
+      }
+      const flakyWanted = hooks.accepted.filter((a) => a.path === '/hook' && FLAKY_TYPES.includes(a.event.type)).length;
+      const flakyDone = hooks.accepted.filter((a) => a.path === '/flaky').length >= flakyWanted;
+      if (API_EVENTS.every((t) => types.has(t)) && flakyDone && Date.now() - quietSince > 1500) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(hooks.rejected, [], 'the SDK rejected deliveries');
+    const main = hooks.accepted.filter((a) => a.path === '/hook').map((a) => a.event);
+    const types = new Set(main.map((e) => e.type));
+    for (const t of API_EVENTS) assert.ok(types.has(t), `no ${t} event was delivered (got ${[...types].join(', ')})`);
+    const ids = main.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, 'each event is delivered once to a healthy receiver');
+    for (const e of main) {
+      assert.equal(e.organization.slug, 'conf');
+      assert.ok(e.repository && typeof e.repository.id === 'string');
+      assertTime(e.occurred_at, 'occurred_at');
+    }
+    // Ground truth: the five repos this run created, the one it deleted.
+    const created = main.filter((e) => e.type === 'repo.created').map((e) => e.data.repo.id).sort();
+    assert.deepEqual(created, [S.alpha.id, S.beta.id, S.gamma.id, S.delta.id, S.work.id].sort());
+    const deleted = main.filter((e) => e.type === 'repo.deleted').map((e) => e.data.repo.name);
+    assert.deepEqual(deleted, ['beta']);
+    const renamed = main.find((e) => e.type === 'repo.updated' && e.data.after.name === 'alpha-renamed');
+    assert.ok(renamed && renamed.data.before.name === 'alpha');
+    // The flaky target answered 500 to every first attempt; each event then passed on a retry,
+    // with the event id the healthy target got (one id per event, whatever the target).
+    const flaky = hooks.accepted.filter((a) => a.path === '/flaky');
+    assert.ok(flaky.every((a) => a.attempt >= 2));
+    const wanted = main.filter((e) => FLAKY_TYPES.includes(e.type)).map((e) => e.id).sort();
+    assert.ok(wanted.length >= 6);
+    assert.deepEqual(flaky.map((a) => a.event.id).sort(), wanted);
+    assert.equal(receiver.hooks.receivers.get('/hook').dispatched, main.length, 'handlers ran for every event');
+    console.log(`        ${main.length} events (${types.size} types) and ${flaky.length} retried deliveries accepted by mesa.webhooks.receive`);
+  });
+
   await check('access log: records SDK requests with method, path and status', async () => {
     const log = fs.readFileSync(accessLog, 'utf8');
     assert.match(log, /method=GET path=\/v1\/whoami status=200/);
     assert.match(log, /method=POST path=\/v1\/conf\/work\/bookmarks\/merge status=409/);
     assert.ok(!log.includes(apiKey), 'the access log never contains the API key');
+    assert.ok(!log.includes('whsec_'), 'nor webhook secrets');
+    assert.match(log, /method=POST path=\/v1\/conf\/webhook-targets status=201/);
   });
 }
 

@@ -16,6 +16,10 @@ void HttpFixture::SetUp() {
   opts.max_body_bytes = 1 << 20;
   access_log_ = dir_.path() + "/access.log";
   opts.access_log = access_log_;
+  opts.webhooks.backoff_initial_ms = 50;
+  opts.webhooks.backoff_max_ms = 400;
+  opts.webhooks.timeout_ms = 2000;
+  ConfigureServer(opts);
   http_ = std::make_unique<server::HttpServer>(api_.get(), opts);
   ASSERT_TRUE(http_->Bind("127.0.0.1:0").ok());
   port_ = http_->port();

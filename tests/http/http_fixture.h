@@ -42,6 +42,9 @@ class HttpFixture : public ::testing::Test {
   // Creates an API key in the fixture org.
   std::string NewKey(std::vector<std::string> scopes, std::optional<std::vector<std::string>> repo_ids = std::nullopt);
 
+  // Adjusts the server options before the server starts (webhook delivery is fast by default here).
+  virtual void ConfigureServer(server::HttpServerOptions& options) {}
+
   TempDir dir_;
   std::unique_ptr<server::Store> store_;
   std::unique_ptr<server::api::ApiService> api_;

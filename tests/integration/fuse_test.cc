@@ -16,80 +16,14 @@
 #include "rest/change_id.h"
 #include "server/store/store.h"
 #include "tests/integration/daemon_fixture.h"
+#include "tests/integration/fs_test_util.h"
 
 namespace mesa::testing {
 namespace {
 
 namespace fsys = std::filesystem;
 using server::FileOp;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-FileOp Op(const std::string& path, const std::string& content, uint32_t mode = 0100644) {
-  FileOp op;
-  op.path = path;
-  op.content = content;
-  op.mode = mode;
-  return op;
-}
-
-int CountContentFetches(const std::string& access_log) {
-  std::ifstream in(access_log);
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) n += line.find("/content") != std::string::npos;
-  return n;
-}
-
-// Seeds repos straight into the server's store (the REST API cannot write symlinks).
-class Seeder {
- public:
-  explicit Seeder(const std::string& data) {
-    auto s = server::Store::Open(data);
-    EXPECT_TRUE(s.ok()) << s.status();
-    store_ = std::move(*s);
-    org_ = *store_->GetOrgBySlug("acme");
-  }
-  server::Repo Repo(const std::string& name) {
-    auto r = store_->GetRepo(org_, name);
-    if (r.ok()) return *r;
-    server::CreateRepoParams p;
-    p.name = name;
-    return *store_->CreateRepo(org_, p);
-  }
-  std::string Change(const std::string& repo, const std::string& base, std::vector<FileOp> files) {
-    server::CreateChangeParams p;
-    p.base_change_id = base;
-    p.message = "seed";
-    p.files = std::move(files);
-    server::Signature who{"Seeder", "seed@example.com", 0, 0};
-    auto c = store_->CreateChange(Repo(repo), p, who);
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c->id;
-  }
-  void Bookmark(const std::string& repo, const std::string& name, const std::string& change) {
-    auto r = Repo(repo);
-    if (!store_->MoveBookmark(r, name, change).ok()) {
-      ASSERT_TRUE(store_->CreateBookmark(r, name, change).ok());
-    }
-  }
-
- private:
-  std::unique_ptr<server::Store> store_;
-  server::Org org_;
-};
+using mesa::testing::Op;
 
 class FuseTest : public ::testing::Test {
  protected:
@@ -153,7 +87,7 @@ TEST_F(FuseTest, ByteExactReadsSymlinksExecutablesAndReadOnly) {
                                Op("link-to-text", "text.txt", 0120000), Op("dir/deeper/leaf.txt", "leaf"),
                                Op("dangling", "no/such/target", 0120000)});
   seed.Bookmark("data", "main", c);
-  auto info = Mount({{"data", "", ""}});
+  auto info = Mount({{"data", "ro", ""}});
   std::string root = info.path() + "/data";
   EXPECT_EQ(ReadFile(root + "/text.txt"), "hello, mount\n");
   EXPECT_EQ(ReadFile(root + "/bin/blob.bin"), binary);
@@ -184,7 +118,7 @@ TEST_F(FuseTest, ByteExactReadsSymlinksExecutablesAndReadOnly) {
   stat((root + "/text.txt").c_str(), &a);
   stat((root + "/text.txt").c_str(), &b);
   EXPECT_EQ(a.st_ino, b.st_ino);
-  // Mutations are refused (read path only, for now).
+  // A read-only repo refuses every mutation.
   int fd = open((root + "/new.txt").c_str(), O_CREAT | O_WRONLY, 0644);
   EXPECT_LT(fd, 0);
   EXPECT_EQ(errno, EROFS);
@@ -198,7 +132,10 @@ TEST_F(FuseTest, ByteExactReadsSymlinksExecutablesAndReadOnly) {
   EXPECT_EQ(files.read(info.id(), "/data/text.txt", 7, 5), "mount");
   EXPECT_EQ(files.read(info.id(), "/data/big/fifty.bin"), big);
   EXPECT_EQ(files.stat(info.id(), "/data/tool.sh").mode() & 07777, 0755u);
-  EXPECT_EQ(files.stat(info.id(), "/data/link-to-text").type(), "symlink");
+  EXPECT_EQ(files.lstat(info.id(), "/data/link-to-text").type(), "symlink");
+  EXPECT_EQ(files.stat(info.id(), "/data/link-to-text").type(), "file");  // stat follows
+  EXPECT_EQ(files.read(info.id(), "/data/link-to-text"), "hello, mount\n");
+  EXPECT_FALSE(files.exists(info.id(), "/data/dangling"));
   EXPECT_EQ(files.readlink(info.id(), "/data/link-to-text"), "text.txt");
   EXPECT_TRUE(files.exists(info.id(), "/data/dir/deeper"));
   EXPECT_FALSE(files.exists(info.id(), "/data/nope"));
@@ -393,12 +330,14 @@ TEST_F(FuseTest, CrashedDaemonLeavesNoDeadMount) {
   EXPECT_NE(stat((info.path() + "/c/x").c_str(), &st), 0);
   EXPECT_EQ(errno, ENOTCONN);
   StartMesad();
-  // The dead mount is gone: no "Transport endpoint is not connected" left behind.
-  std::string mounts = ReadFile("/proc/self/mountinfo");
-  EXPECT_EQ(mounts.find(info.path()), std::string::npos);
+  // The dead mount was detached and the recorded mount restored at the same path: it answers
+  // again, no "Transport endpoint is not connected" left behind.
   errno = 0;
-  stat(info.path().c_str(), &st);
-  EXPECT_NE(errno, ENOTCONN);
+  EXPECT_EQ(stat((info.path() + "/c/x").c_str(), &st), 0) << strerror(errno);
+  EXPECT_EQ(ReadFile(info.path() + "/c/x"), "x");
+  auto mounts = client_->mounts().list();
+  ASSERT_EQ(mounts.size(), 1u);
+  EXPECT_EQ(mounts[0].id(), info.id());
 }
 
 TEST_F(FuseTest, DifferentialAgainstGitClone) {

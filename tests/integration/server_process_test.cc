@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@ class ServerProcess {
   ServerProcess(const std::string& data, int port) : port_(port) {
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive a test process that dies early
       std::string listen = "127.0.0.1:" + std::to_string(port);
       std::string log = data + "/access.log";
       execl(ServerBin().c_str(), "mesa-server", "serve", "--data", data.c_str(), "--listen", listen.c_str(),

@@ -10,6 +10,7 @@
 #include <grpcpp/channel.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "mesa/daemon/v1/api.grpc.pb.h"
+#include "mesa/daemon/v1/exec.grpc.pb.h"
 #include "mesa/daemon/v1/mounts.grpc.pb.h"
 #include "mesa/errors.h"
 
@@ -182,13 +184,35 @@ class Files : ClientResource {
  public:
   explicit Files(Client* c);
   std::string read(const std::string& mount, const std::string& path, uint64_t offset = 0, uint64_t length = 0);
-  dv1::FileStat stat(const std::string& mount, const std::string& path);
+  dv1::FileStat stat(const std::string& mount, const std::string& path);   // follows symlinks
+  dv1::FileStat lstat(const std::string& mount, const std::string& path);  // describes a final symlink
   std::vector<dv1::FileStat> readdir(const std::string& mount, const std::string& path);
   bool exists(const std::string& mount, const std::string& path);
   std::string readlink(const std::string& mount, const std::string& path);
 
  private:
   std::unique_ptr<dv1::Files::Stub> stub_;
+};
+
+// Commands inside a mount: `bash -c COMMAND` in mesad's sandbox, as the calling user, with the
+// mount's repos at /<repo> (see proto/mesa/daemon/v1/exec.proto). A failing command is a
+// result (exit_code, signal, timed_out), not an exception.
+class Exec : ClientResource {
+ public:
+  explicit Exec(Client* c);
+  // Runs to the end; stdout/stderr come back capped by mesad (head + tail, `truncated`).
+  dv1::ExecResult exec(dv1::ExecRequest request);
+  dv1::ExecResult exec(const std::string& mount, const std::string& command);
+  // Calls on_output(is_stderr, chunk) as output arrives, then returns the result (whose stdout
+  // and stderr are empty: everything went through on_output). Returning false from on_output
+  // stops the command; the result then has cancelled = true and cancel_reason "client".
+  using OutputCallback = std::function<bool(bool is_stderr, const std::string& chunk)>;
+  dv1::ExecResult exec_stream(dv1::ExecRequest request, const OutputCallback& on_output);
+
+ private:
+  // The client's timeout plus the command's own (30 s when unset).
+  std::unique_ptr<grpc::ClientContext> ExecContext(const dv1::ExecRequest& request) const;
+  std::unique_ptr<dv1::Exec::Stub> stub_;
 };
 
 class Client {
@@ -207,6 +231,7 @@ class Client {
   Webhooks& webhooks() { return *webhooks_; }
   Mounts& mounts() { return *mounts_; }
   Files& files() { return *files_; }
+  Exec& exec() { return *exec_; }
 
   v1::OrgSummary org();
   dv1::StatusResponse status();
@@ -229,6 +254,7 @@ class Client {
   std::unique_ptr<Webhooks> webhooks_;
   std::unique_ptr<Mounts> mounts_;
   std::unique_ptr<Files> files_;
+  std::unique_ptr<Exec> exec_;
 };
 
 }  // namespace mesa

@@ -1,0 +1,337 @@
+#include "daemon/exec/sandbox.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "daemon/exec/etc_snapshot.h"
+#include "rest/api_error.h"
+
+namespace mesa::daemon {
+namespace {
+
+// The fds bwrap gets (see BwrapOptions and the shim's argv).
+constexpr int kArgsFd = 3;
+constexpr int kBwrapStatusFd = 4;
+constexpr int kPasswdFd = 5;
+constexpr int kGroupFd = 6;
+constexpr int kShimFd = 7;
+constexpr int kShimStatusFd = 8;
+constexpr int kExecErrorFd = 9;  // close-on-exec: the child reports a failure before exec here
+constexpr int kFirstFreeFd = 10;
+
+constexpr const char* kReserved[] = {"bin",  "sbin", "lib", "lib32", "lib64", "libx32", "usr",
+                                     "etc",  "proc", "dev", "tmp",   "home",  "var",    "run"};
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::string Errno(const std::string& what) { return what + ": " + strerror(errno); }
+
+// A sealed-size-free memfd holding `data`, rewound.
+int DataFd(const char* name, const std::string& data) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, name, MFD_CLOEXEC));
+  if (fd < 0) return -1;
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n <= 0) {
+      close(fd);
+      return -1;
+    }
+    done += static_cast<size_t>(n);
+  }
+  lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+// Moves `fd` to a number >= kFirstFreeFd (close-on-exec), so that the child's dup2s to 0..9
+// never overwrite a source; closes the original.
+int High(int fd) {
+  if (fd < 0 || fd >= kFirstFreeFd) return fd;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, kFirstFreeFd);
+  close(fd);
+  return high;
+}
+
+struct Fds {
+  std::vector<int> fds;
+  ~Fds() {
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  int Add(int fd) {
+    fds.push_back(fd);
+    return fd;
+  }
+};
+
+// Child side, between fork and exec: only async-signal-safe calls (raw syscalls).
+struct ChildPlan {
+  int sources[kExecErrorFd + 1];  // target fd -> source fd (>= kFirstFreeFd)
+  int cgroup_procs_fd;
+  uid_t uid;
+  gid_t gid;
+  uint64_t rlimit_nproc;
+  pid_t parent;
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+};
+
+[[noreturn]] void ChildFail(int step) {
+  int report[2] = {step, errno};
+  (void)!write(kExecErrorFd, report, sizeof report);
+  _exit(127);
+}
+
+// Runs on its own stack in a CLONE_VM | CLONE_VFORK child: memory is the parent's (whose
+// thread waits until the exec), so nothing here writes anything but the child's own stack and
+// kernel state. Signal handlers are the child's own copy; every signal is blocked on entry.
+int RunChild(void* arg) {
+  const ChildPlan& p = *static_cast<const ChildPlan*>(arg);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int target = 0; target <= kExecErrorFd; ++target) {
+    if (dup2(p.sources[target], target) < 0) _exit(127);
+  }
+  fcntl(kExecErrorFd, F_SETFD, FD_CLOEXEC);
+  if (setpgid(0, 0) != 0) ChildFail(1);
+  if (p.cgroup_procs_fd >= 0 && write(p.cgroup_procs_fd, "0", 1) != 1) ChildFail(2);
+  if (p.rlimit_nproc > 0) {
+    // The user namespace bwrap creates takes this as the limit at its creator's level (all of
+    // the uid's processes): none, when mesad may lift it (CAP_SYS_RESOURCE); else mesad's own.
+    // The sandbox's count is capped inside, by the shim's RLIMIT_NPROC.
+    struct rlimit lim = {RLIM_INFINITY, RLIM_INFINITY};
+    setrlimit(RLIMIT_NPROC, &lim);
+  }
+  // Drop to the caller: no supplementary groups, then gid, then uid (raw syscalls: this
+  // process has one thread; glibc's wrappers would try to signal the parent's threads).
+  if (syscall(SYS_setgroups, 0, nullptr) != 0) ChildFail(4);
+  if (syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) ChildFail(5);
+  if (syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) ChildFail(6);
+  // Credentials changes clear the parent-death signal, so it comes after them.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(7);
+  if (getppid() != p.parent) _exit(127);
+  syscall(SYS_close_range, kFirstFreeFd, ~0u, 0u);
+  execve(p.path, p.argv, p.envp);
+  ChildFail(8);
+}
+
+const char* StepName(int step) {
+  switch (step) {
+    case 1: return "setpgid";
+    case 2: return "joining the cgroup";
+    case 4: return "setgroups";
+    case 5: return "setresgid";
+    case 6: return "setresuid";
+    case 7: return "prctl(PR_SET_PDEATHSIG)";
+    case 8: return "exec of bwrap";
+    default: return "starting the sandbox";
+  }
+}
+
+}  // namespace
+
+bool IsReservedSandboxName(const std::string& name) {
+  for (const char* r : kReserved) {
+    if (name == r) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> BwrapOptions(const SandboxSpec& spec) {
+  std::vector<std::string> o = {"--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                                "--unshare-cgroup-try"};
+  if (!spec.network) o.push_back("--unshare-net");
+  if (spec.disable_userns) o.push_back("--disable-userns");
+  o.insert(o.end(), {"--die-with-parent", "--new-session", "--hostname", "mesa",
+                     "--json-status-fd", std::to_string(kBwrapStatusFd)});
+  o.insert(o.end(), {"--ro-bind", "/usr", "/usr"});
+  for (const char* dir : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    std::string path = std::string("/") + dir;
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char target[PATH_MAX];
+      ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+      if (n <= 0) continue;
+      o.insert(o.end(), {"--symlink", std::string(target, static_cast<size_t>(n)), path});
+    } else if (S_ISDIR(st.st_mode)) {
+      o.insert(o.end(), {"--ro-bind", path, path});
+    }
+  }
+  if (!spec.etc_dir.empty()) {
+    o.insert(o.end(), {"--ro-bind", spec.etc_dir, "/etc"});
+  } else {
+    o.insert(o.end(), {"--perms", "0755", "--dir", "/etc"});
+    for (const auto& f : SandboxEtcNames(spec.network)) {
+      std::string path = "/etc/" + f;
+      if (Exists(path)) o.insert(o.end(), {"--ro-bind", path, path});
+    }
+  }
+  o.insert(o.end(), {"--perms", "0644", "--ro-bind-data", std::to_string(kPasswdFd), "/etc/passwd"});
+  o.insert(o.end(), {"--perms", "0644", "--ro-bind-data", std::to_string(kGroupFd), "/etc/group"});
+  o.insert(o.end(), {"--proc", "/proc", "--dev", "/dev"});
+  auto tmpfs = [&](const char* perms, const char* where) {
+    if (spec.tmpfs_max_bytes > 0) o.insert(o.end(), {"--size", std::to_string(spec.tmpfs_max_bytes)});
+    o.insert(o.end(), {"--perms", perms, "--tmpfs", where});
+  };
+  tmpfs("01777", "/dev/shm");
+  tmpfs("01777", "/tmp");
+  tmpfs("0755", kSandboxHome);
+  o.insert(o.end(), {"--perms", "0755", "--dir", "/var", "--symlink", "../tmp", "/var/tmp"});
+  for (const auto& r : spec.repos) o.insert(o.end(), {r.read_only ? "--ro-bind" : "--bind", r.host_path, "/" + r.name});
+  // The root (and the directories made in it) read-only; the tmpfs and binds keep their modes.
+  o.insert(o.end(), {"--remount-ro", "/"});
+  o.insert(o.end(), {"--chdir", spec.cwd.empty() ? "/" : spec.cwd});
+  return o;
+}
+
+absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const SandboxSpec& spec) {
+  Fds parent_side;  // closed on failure; released to the result on success
+  Fds child_side;   // always closed in the parent after the fork
+
+  std::string args;
+  for (const auto& a : BwrapOptions(spec)) {
+    args += a;
+    args.push_back('\0');
+  }
+  std::string home = kSandboxHome;
+  std::string passwd = "root:x:0:0:root:/root:/bin/bash\n";
+  std::string group = "root:x:0:\n";
+  if (spec.uid != 0) passwd += spec.user_name + ":x:" + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) + "::" + home + ":/bin/bash\n";
+  if (spec.gid != 0) group += spec.group_name + ":x:" + std::to_string(spec.gid) + ":\n";
+  passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+  group += "nogroup:x:65534:\n";
+
+  int sources[kExecErrorFd + 1];
+  auto pipe_pair = [&](int* read_end, int* write_end) -> bool {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return false;
+    *read_end = High(p[0]);
+    *write_end = High(p[1]);
+    return *read_end >= 0 && *write_end >= 0;
+  };
+  // stdio pipes belong to the command's user, so that it may reopen them (/dev/stdout,
+  // /dev/stderr, /proc/self/fd/N); a root-owned 0600 pipe would answer EACCES.
+  auto user_pipe = [&](int* read_end, int* write_end) -> bool {
+    return pipe_pair(read_end, write_end) && fchown(*read_end, spec.uid, spec.gid) == 0;
+  };
+  SandboxProcess out;
+  int w = -1;
+  if (spec.has_stdin) {
+    int r = -1;
+    if (!user_pipe(&r, &w)) return rest::InternalError(Errno("pipe"));
+    out.stdin_fd = parent_side.Add(w);
+    sources[0] = child_side.Add(r);
+  } else {
+    sources[0] = child_side.Add(High(open("/dev/null", O_RDONLY | O_CLOEXEC)));
+  }
+  int r = -1;
+  if (!user_pipe(&r, &w)) return rest::InternalError(Errno("pipe"));
+  out.stdout_fd = parent_side.Add(r);
+  sources[1] = child_side.Add(w);
+  if (!user_pipe(&r, &w)) return rest::InternalError(Errno("pipe"));
+  out.stderr_fd = parent_side.Add(r);
+  sources[2] = child_side.Add(w);
+  sources[kArgsFd] = child_side.Add(High(DataFd("bwrap-args", args)));
+  if (!pipe_pair(&r, &w)) return rest::InternalError(Errno("pipe"));
+  out.bwrap_status_fd = parent_side.Add(r);
+  sources[kBwrapStatusFd] = child_side.Add(w);
+  sources[kPasswdFd] = child_side.Add(High(DataFd("passwd", passwd)));
+  sources[kGroupFd] = child_side.Add(High(DataFd("group", group)));
+  sources[kShimFd] = child_side.Add(fcntl(tools.shim_fd, F_DUPFD_CLOEXEC, kFirstFreeFd));
+  if (!pipe_pair(&r, &w)) return rest::InternalError(Errno("pipe"));
+  out.shim_status_fd = parent_side.Add(r);
+  sources[kShimStatusFd] = child_side.Add(w);
+  int exec_error_read = -1;
+  if (!pipe_pair(&exec_error_read, &w)) return rest::InternalError(Errno("pipe"));
+  Fds error_pipe;
+  error_pipe.Add(exec_error_read);
+  sources[kExecErrorFd] = child_side.Add(w);
+  for (int fd : sources) {
+    if (fd < kFirstFreeFd) return rest::InternalError(Errno("preparing the sandbox's descriptors"));
+  }
+
+  std::vector<std::string> argv_s = {tools.bwrap, "--args", std::to_string(kArgsFd), "--",
+                                     "/proc/self/fd/" + std::to_string(kShimFd), std::to_string(kShimStatusFd),
+                                     std::to_string(spec.rlimit_nproc), "/bin/bash", "bash", "-c", spec.command};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s = spec.env;
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  ChildPlan plan{};
+  for (int i = 0; i <= kExecErrorFd; ++i) plan.sources[i] = sources[i];
+  plan.cgroup_procs_fd = spec.cgroup_procs_fd;
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  plan.rlimit_nproc = spec.rlimit_nproc;
+  plan.parent = getpid();
+  plan.path = tools.bwrap.c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+
+  // posix_spawn-style: clone(CLONE_VM | CLONE_VFORK) copies no page tables (mesad is large and
+  // threaded; a fork costs milliseconds), runs no atfork handlers, and returns once the child
+  // has exec'd or failed. All signals are blocked around it so no handler runs in the child.
+  constexpr size_t kStackBytes = 256 * 1024;
+  void* stack = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return rest::InternalError(Errno("mmap"));
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = clone(RunChild, static_cast<char*>(stack) + kStackBytes, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  munmap(stack, kStackBytes);
+  if (pid < 0) return rest::InternalError("clone: " + std::string(strerror(clone_errno)));
+
+  for (int& fd : child_side.fds) {
+    close(fd);
+    fd = -1;
+  }
+  int report[2] = {0, 0};
+  ssize_t n;
+  do {
+    n = read(exec_error_read, report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return rest::LocalError(absl::StatusCode::kFailedPrecondition, "EXEC_UNAVAILABLE",
+                            std::string("cannot start the sandbox: ") + StepName(report[0]) + " failed: " +
+                                strerror(report[1]) + (report[0] == 8 ? " (" + tools.bwrap + ")" : ""));
+  }
+  out.pid = pid;
+  out.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  for (int& fd : parent_side.fds) fd = -1;  // owned by `out` now
+  return out;
+}
+
+}  // namespace mesa::daemon
