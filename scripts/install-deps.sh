@@ -9,6 +9,7 @@ PACKAGES=(
   libfuse3-dev fuse3 libcurl4-openssl-dev libyaml-cpp-dev libgit2-dev libsqlite3-dev
   nlohmann-json3-dev libcpp-httplib-dev libssl-dev libgtest-dev libgmock-dev
   bubblewrap libsystemd-dev systemd
+  ripgrep  # bench/fs_bench (b): rg over the mount vs tmpfs; it falls back to grep -r without it
 )
 
 missing=()

@@ -2,7 +2,7 @@
 //
 // Every subcommand takes MOUNT (a mount id or mount point) and a PATH inside the mount
 // ("/my-repo/src/main.py"; the leading '/' may be left out). To add one (e.g. write, rm,
-// mkdir, mv, flush once mesad has the RPCs): write a handler using FsTarget/FsCall below and
+// ...): write a handler using FsTarget/FsCall below and
 // add its spec in the matching Add*Commands function (or a new one) called by
 // RegisterFsCommands. Errors of the file RPCs carry errno names as codes (ENOENT, EISDIR,
 // ENOTDIR, EROFS, EACCES, ...) and map to exit codes by class like every other error.
@@ -160,6 +160,221 @@ void AddReadCommands(Group& g) {
                         ReadLink});
 }
 
+// ---- writes (rw repos; EROFS on ro ones) ----
+
+int Write(Context& ctx, const ParsedArgs& args) {
+  FsTarget t = Target(args);
+  if (args.has("data") && args.has("from")) throw UsageError("--data and --from exclude each other");
+  if (args.has("append") && args.has("offset")) throw UsageError("--append and --offset exclude each other");
+  std::string data = args.has("data") ? args.value_or("data", "") : ReadLocalFile(args.value_or("from", "-"));
+  auto& files = ctx.client().files();
+  uint64_t size = 0;
+  if (args.has("append")) {
+    size = FsCall([&] { return files.append(t.mount, t.path, data); });
+  } else if (auto offset = args.int_value("offset", 0, std::numeric_limits<int64_t>::max())) {
+    size = FsCall([&] { return files.write_at(t.mount, t.path, data, static_cast<uint64_t>(*offset)); });
+  } else {
+    size = FsCall([&] { return files.write(t.mount, t.path, data); });
+  }
+  if (ctx.json) {
+    PrintJson({{"path", t.path}, {"size", size}});
+  } else {
+    std::cout << "wrote " << data.size() << " bytes to " << t.path << " (size " << size << ")\n";
+  }
+  return kExitOk;
+}
+
+int Remove(Context& ctx, const ParsedArgs& args) {
+  FsTarget t = Target(args);
+  FsCall([&] { ctx.client().files().remove(t.mount, t.path, args.has("recursive"), args.has("force")); });
+  PrintSuccess(ctx, "removed " + t.path);
+  return kExitOk;
+}
+
+int Mkdir(Context& ctx, const ParsedArgs& args) {
+  FsTarget t = Target(args);
+  dv1::FileStat st = FsCall([&] { return ctx.client().files().mkdir(t.mount, t.path, args.has("parents")); });
+  if (ctx.json) {
+    PrintMessageJson(st);
+  } else {
+    std::cout << "created " << t.path << "\n";
+  }
+  return kExitOk;
+}
+
+int Move(Context& ctx, const ParsedArgs& args) {
+  std::string mount = MountKey(args.positional(0));
+  std::string from = FsPath(args.positional(1)), to = FsPath(args.positional(2));
+  FsCall([&] { ctx.client().files().rename(mount, from, to); });
+  PrintSuccess(ctx, "moved " + from + " to " + to);
+  return kExitOk;
+}
+
+// MODE: octal (0755, 644) or +x / -x.
+int Chmod(Context& ctx, const ParsedArgs& args) {
+  FsTarget t = Target(args);
+  const std::string text = args.positional(2);
+  uint32_t mode = 0;
+  if (text == "+x" || text == "-x") {
+    uint32_t current = FsCall([&] { return ctx.client().files().stat(t.mount, t.path); }).mode();
+    mode = text == "+x" ? (current | 0111) : (current & ~0111u);
+  } else {
+    size_t used = 0;
+    unsigned long parsed = 0;
+    try {
+      parsed = std::stoul(text, &used, 8);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != text.size() || parsed > 07777) throw UsageError("MODE must be octal (e.g. 755) or +x / -x");
+    mode = static_cast<uint32_t>(parsed);
+  }
+  dv1::FileStat st = FsCall([&] { return ctx.client().files().chmod(t.mount, t.path, mode); });
+  if (ctx.json) {
+    PrintMessageJson(st);
+  } else {
+    std::cout << t.path << " " << PermBits(st.mode()) << "\n";
+  }
+  return kExitOk;
+}
+
+int Flush(Context& ctx, const ParsedArgs& args) {
+  std::string mount = MountKey(args.positional(0));
+  std::string repo = args.positional(1, "");
+  int timeout = static_cast<int>(args.int_value("timeout-ms", 1, 3'600'000).value_or(0));
+  FsCall([&] { ctx.client().workspace().flush(mount, repo, timeout); });
+  PrintSuccess(ctx, repo.empty() ? "flushed every repo of the mount" : "flushed " + repo);
+  return kExitOk;
+}
+
+// ---- the working change: fs changes / fs bookmarks ----
+
+void PrintRef(const Context& ctx, const dv1::ChangeRef& ref) {
+  if (ctx.json) {
+    PrintMessageJson(ref);
+    return;
+  }
+  Fields().Add("change_id", ref.change_id()).Add("commit_oid", ref.commit_oid()).Print(std::cout);
+}
+
+int Changes(Context& ctx, const ParsedArgs& args) {
+  const std::string action = args.positional(0);
+  std::string mount = MountKey(args.positional(1));
+  std::string repo = args.positional(2);
+  auto& ws = ctx.client().workspace();
+  if (args.has("bookmark") && args.has("change")) throw UsageError("--bookmark and --change exclude each other");
+  if (action == "new") {
+    std::optional<std::string> message;
+    if (args.has("message")) message = args.value_or("message", "");
+    PrintRef(ctx, FsCall([&] {
+               return ws.changes_new(mount, repo, args.value_or("bookmark", ""), args.value_or("change", ""), message);
+             }));
+  } else if (action == "edit") {
+    if (!args.has("bookmark") && !args.has("change")) throw UsageError("fs changes edit needs --change or --bookmark");
+    PrintRef(ctx, FsCall([&] { return ws.changes_edit(mount, repo, args.value_or("change", ""), args.value_or("bookmark", "")); }));
+  } else if (action == "current") {
+    PrintRef(ctx, FsCall([&] { return ws.changes_current(mount, repo); }));
+  } else if (action == "list") {
+    int limit = static_cast<int>(args.int_value("limit", 1, 1000).value_or(50));
+    auto changes = FsCall([&] { return ws.changes_list(mount, repo, limit); });
+    if (ctx.json) {
+      PrintListJson(changes, std::nullopt);
+      return kExitOk;
+    }
+    Table table({"CHANGE", "COMMIT", "MESSAGE"});
+    for (const auto& c : changes) {
+      std::string message = c.message().substr(0, c.message().find('\n'));
+      table.AddRow({c.id(), c.current_commit_oid().substr(0, 12), message});
+    }
+    table.Print(std::cout);
+  } else {
+    throw UsageError("unknown action '" + action + "' (new, edit, list or current)");
+  }
+  return kExitOk;
+}
+
+int Bookmarks(Context& ctx, const ParsedArgs& args) {
+  const std::string action = args.positional(0);
+  std::string mount = MountKey(args.positional(1));
+  std::string repo = args.positional(2);
+  auto& ws = ctx.client().workspace();
+  auto print = [&](const v1::Bookmark& b) {
+    if (ctx.json) {
+      PrintMessageJson(b);
+    } else {
+      Fields().Add("name", b.name()).Add("change_id", b.change_id()).Print(std::cout);
+    }
+  };
+  if (action == "create" || action == "move") {
+    if (args.positional(3, "").empty()) throw UsageError("fs bookmarks " + action + " needs NAME");
+    std::string name = args.positional(3);
+    if (action == "create") {
+      print(FsCall([&] { return ws.bookmarks_create(mount, repo, name); }));
+    } else {
+      if (!args.has("change")) throw UsageError("fs bookmarks move needs --change");
+      print(FsCall([&] { return ws.bookmarks_move(mount, repo, name, args.value_or("change", "")); }));
+    }
+  } else if (action == "list") {
+    auto bookmarks = FsCall([&] { return ws.bookmarks_list(mount, repo); });
+    if (ctx.json) {
+      PrintListJson(bookmarks, std::nullopt);
+      return kExitOk;
+    }
+    Table table({"NAME", "CHANGE"});
+    for (const auto& b : bookmarks) table.AddRow({b.name(), b.change_id()});
+    table.Print(std::cout);
+  } else {
+    throw UsageError("unknown action '" + action + "' (create, move or list)");
+  }
+  return kExitOk;
+}
+
+void AddWriteCommands(Group& g) {
+  g.commands.push_back({{"fs write", "MOUNT PATH", "write a file (from --data, --from FILE, or stdin)",
+                         {{"data", 0, "TEXT", "the content"},
+                          {"from", 0, "FILE", "read the content from a local file ('-': stdin, the default)"},
+                          {"append", 0, "", "append instead of replacing"},
+                          {"offset", 0, "N", "write at byte N without truncating"}},
+                         2, 2,
+                         "Creates the file if needed (its directory must exist). The write is in mesad's\n"
+                         "overlay when this returns; `mesa fs flush` waits until the server has it.\n"
+                         "example: echo hi | mesa fs write mnt_abc123 /my-repo/notes.txt"},
+                        Write});
+  g.commands.push_back({{"fs rm", "MOUNT PATH", "remove a file or directory",
+                         {{"recursive", 'r', "", "remove a directory and everything in it"},
+                          {"force", 'f', "", "a missing path is no error"}},
+                         2, 2, ""},
+                        Remove});
+  g.commands.push_back({{"fs mkdir", "MOUNT PATH", "create a directory",
+                         {{"parents", 'p', "", "create missing parents; an existing directory is no error"}}, 2, 2,
+                         "Git keeps no empty directories: one reaches the server with its first file."},
+                        Mkdir});
+  g.commands.push_back({{"fs mv", "MOUNT FROM TO", "rename a file or directory within a repo", {}, 3, 3,
+                         "Across repos fails with EXDEV (exit 1); an existing file at TO is replaced."},
+                        Move});
+  g.commands.push_back({{"fs chmod", "MOUNT PATH MODE", "set or clear the executable bit (octal, +x or -x)", {}, 3, 3,
+                         "Git stores 100644 or 100755: only the owner's x bit matters."},
+                        Chmod});
+  g.commands.push_back({{"fs flush", "MOUNT [REPO]", "upload pending writes and wait for the server",
+                         {{"timeout-ms", 0, "MS", "give up after MS (default 30000)"}}, 1, 2, ""},
+                        Flush});
+  g.commands.push_back({{"fs changes", "new|edit|list|current MOUNT REPO", "the repo's working change",
+                         {{"bookmark", 0, "NAME", "new: on this bookmark; edit: the change it points at"},
+                          {"change", 0, "CHANGE_ID", "new: on this change; edit: this change"},
+                          {"message", 'm', "TEXT", "new: the change's message"},
+                          {"limit", 0, "N", "list: at most N changes (default 50)"}},
+                         3, 3,
+                         "new flushes, creates a change and switches the view to it; edit flushes and\n"
+                         "switches to an existing change (later writes amend it); list shows changes\n"
+                         "reachable from the current one, newest first; current prints its id and commit.\n"
+                         "example: mesa fs changes new mnt_abc123 my-repo --bookmark main -m 'try this'"},
+                        Changes});
+  g.commands.push_back({{"fs bookmarks", "create|move|list MOUNT REPO [NAME]", "bookmarks of a mounted repo",
+                         {{"change", 0, "CHANGE_ID", "move: the change to point at"}}, 3, 4,
+                         "create puts NAME at the current change (exists: exit 7); move needs --change."},
+                        Bookmarks});
+}
+
 }  // namespace
 
 std::string FsPath(const std::string& path) {
@@ -190,8 +405,9 @@ void RethrowWithoutCodePrefix(const ApiError& e) {
 }
 
 void RegisterFsCommands(Registry& r) {
-  Group& g = r.AddGroup("fs", "read the files of a mount through mesad (MOUNT is a mount id or mount point)");
+  Group& g = r.AddGroup("fs", "the files and working changes of a mount through mesad (MOUNT: id or mount point)");
   AddReadCommands(g);
+  AddWriteCommands(g);
 }
 
 }  // namespace mesa::cli

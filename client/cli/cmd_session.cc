@@ -157,7 +157,18 @@ int Status(Context& ctx, const ParsedArgs&) {
       .Add("backend_reachable", YesNo(st.backend_reachable()))
       .Add("sessions", std::to_string(st.sessions()))
       .Add("mounts", std::to_string(st.mounts()))
+      .Add("state", st.state())
+      .Add("cache", HumanBytes(st.cache().bytes()) + " of " + HumanBytes(st.cache().max_bytes()) + ", " +
+                        std::to_string(st.cache().entries()) + " blobs, " + std::to_string(st.cache().hits()) +
+                        " hits, " + std::to_string(st.cache().misses()) + " misses")
+      .Add("execs_running", std::to_string(st.execs_running()))
       .Print(std::cout);
+  for (const auto& m : st.mount_states()) {
+    std::cout << "mount " << m.id() << ": " << m.state() << ", " << m.path() << ", " << m.pending_paths()
+              << " pending write(s)";
+    if (!m.last_upload_error().empty()) std::cout << ", last upload error: " << m.last_upload_error();
+    std::cout << "\n";
+  }
   return kExitOk;
 }
 

@@ -75,6 +75,7 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
   mounts_ = std::make_unique<Mounts>(this);
   files_ = std::make_unique<Files>(this);
   exec_ = std::make_unique<Exec>(this);
+  workspace_ = std::make_unique<Workspace>(this);
 }
 
 Client::~Client() = default;
@@ -385,6 +386,128 @@ std::string Files::readlink(const std::string& mount, const std::string& path) {
   req.set_mount(mount);
   req.set_path(path);
   return Invoke(Context(), stub_.get(), &dv1::Files::Stub::ReadLink, req).target();
+}
+uint64_t Files::write(const std::string& mount, const std::string& path, const std::string& data) {
+  dv1::WriteRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_data(data);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Write, req).size();
+}
+uint64_t Files::write_at(const std::string& mount, const std::string& path, const std::string& data, uint64_t offset) {
+  dv1::WriteRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_data(data);
+  req.set_offset(offset);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Write, req).size();
+}
+uint64_t Files::append(const std::string& mount, const std::string& path, const std::string& data) {
+  dv1::AppendRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_data(data);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Append, req).size();
+}
+dv1::FileStat Files::mkdir(const std::string& mount, const std::string& path, bool parents) {
+  dv1::MkdirRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_parents(parents);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Mkdir, req);
+}
+void Files::remove(const std::string& mount, const std::string& path, bool recursive, bool force) {
+  dv1::RemoveRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_recursive(recursive);
+  req.set_force(force);
+  Invoke(Context(), stub_.get(), &dv1::Files::Stub::Remove, req);
+}
+void Files::rename(const std::string& mount, const std::string& from, const std::string& to) {
+  dv1::RenameRequest req;
+  req.set_mount(mount);
+  req.set_from(from);
+  req.set_to(to);
+  Invoke(Context(), stub_.get(), &dv1::Files::Stub::Rename, req);
+}
+dv1::FileStat Files::chmod(const std::string& mount, const std::string& path, uint32_t mode) {
+  dv1::ChmodRequest req;
+  req.set_mount(mount);
+  req.set_path(path);
+  req.set_mode(mode);
+  return Invoke(Context(), stub_.get(), &dv1::Files::Stub::Chmod, req);
+}
+
+Workspace::Workspace(Client* c) : ClientResource(c), stub_(dv1::Workspace::NewStub(c->channel())) {}
+dv1::ChangeRef Workspace::changes_new(const std::string& mount, const std::string& repo, const std::string& bookmark,
+                                      const std::string& change_id, const std::optional<std::string>& message) {
+  dv1::ChangesNewRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  if (!change_id.empty()) {
+    req.set_change_id(change_id);
+  } else if (!bookmark.empty()) {
+    req.set_bookmark(bookmark);
+  }
+  if (message) req.set_message(*message);
+  return Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::ChangesNew, req);
+}
+dv1::ChangeRef Workspace::changes_edit(const std::string& mount, const std::string& repo, const std::string& change_id,
+                                       const std::string& bookmark) {
+  dv1::ChangesEditRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  if (!change_id.empty()) {
+    req.set_change_id(change_id);
+  } else if (!bookmark.empty()) {
+    req.set_bookmark(bookmark);
+  }
+  return Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::ChangesEdit, req);
+}
+std::vector<v1::Change> Workspace::changes_list(const std::string& mount, const std::string& repo, int limit) {
+  dv1::ChangesListRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  req.set_limit(limit);
+  auto resp = Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::ChangesList, req);
+  return {resp.changes().begin(), resp.changes().end()};
+}
+dv1::ChangeRef Workspace::changes_current(const std::string& mount, const std::string& repo) {
+  dv1::ChangesCurrentRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  return Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::ChangesCurrent, req);
+}
+v1::Bookmark Workspace::bookmarks_create(const std::string& mount, const std::string& repo, const std::string& name) {
+  dv1::WorkspaceBookmarkRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  req.set_name(name);
+  return Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::BookmarksCreate, req);
+}
+v1::Bookmark Workspace::bookmarks_move(const std::string& mount, const std::string& repo, const std::string& name,
+                                       const std::string& change_id) {
+  dv1::WorkspaceBookmarkRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  req.set_name(name);
+  req.set_change_id(change_id);
+  return Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::BookmarksMove, req);
+}
+std::vector<v1::Bookmark> Workspace::bookmarks_list(const std::string& mount, const std::string& repo) {
+  dv1::WorkspaceBookmarksListRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  auto resp = Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::BookmarksList, req);
+  return {resp.bookmarks().begin(), resp.bookmarks().end()};
+}
+void Workspace::flush(const std::string& mount, const std::string& repo, int timeout_ms) {
+  dv1::FlushRequest req;
+  req.set_mount(mount);
+  req.set_repo(repo);
+  req.set_timeout_ms(timeout_ms);
+  Invoke(Context(), stub_.get(), &dv1::Workspace::Stub::Flush, req);
 }
 
 // ---- Exec ----

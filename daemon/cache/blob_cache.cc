@@ -140,7 +140,10 @@ std::shared_ptr<BlobFile> BlobCache::OpenVerifiedLocked(const std::string& sha, 
 std::shared_ptr<BlobFile> BlobCache::Peek(const std::string& sha) {
   std::unique_lock<std::mutex> lock(mu_);
   auto f = OpenVerifiedLocked(sha, lock);
-  if (f) ++stats_.hits;
+  if (f) {
+    ++stats_.hits;
+    stats_.hit_bytes += f->size();
+  }
   return f;
 }
 
@@ -150,6 +153,7 @@ absl::StatusOr<std::shared_ptr<BlobFile>> BlobCache::Get(const std::string& sha,
   for (int round = 0; round < 3; ++round) {
     if (auto f = OpenVerifiedLocked(sha, lock)) {
       ++stats_.hits;
+      stats_.hit_bytes += f->size();
       return f;
     }
     auto in = inflight_.find(sha);

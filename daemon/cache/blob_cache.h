@@ -42,7 +42,8 @@ struct BlobCacheStats {
   uint64_t max_bytes = 0;
   uint64_t hits = 0;
   uint64_t misses = 0;
-  uint64_t fetched_bytes = 0;
+  uint64_t fetched_bytes = 0;  // bytes of misses, fetched from the backend
+  uint64_t hit_bytes = 0;      // bytes of the blobs served from the cache
   uint64_t evictions = 0;
   uint64_t corrupt = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
 #include <set>
 
 #include "daemon/config/default_config.h"
@@ -24,7 +25,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
         "fs_backend_timeout_ms", "fuse_threads",
         "exec_bwrap", "exec_shim", "exec_timeout_default_ms", "exec_timeout_max_ms", "exec_output_cap_bytes",
         "exec_max_per_uid", "exec_max_total", "exec_network", "exec_pids_max", "exec_pids_cgroup", "exec_kill_grace_ms",
-        "exec_tmpfs_max_bytes"};
+        "exec_tmpfs_max_bytes", "shutdown_drain_timeout_ms", "shutdown_flush_timeout_ms", "metrics_listen"};
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
       if (!known.count(key)) warnings.push_back(path + ": unknown key '" + key + "' ignored");
@@ -67,6 +68,9 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     num("exec_pids_cgroup", c.exec_pids_cgroup);
     num("exec_kill_grace_ms", c.exec_kill_grace_ms);
     num("exec_tmpfs_max_bytes", c.exec_tmpfs_max_bytes);
+    num("shutdown_drain_timeout_ms", c.shutdown_drain_timeout_ms);
+    num("shutdown_flush_timeout_ms", c.shutdown_flush_timeout_ms);
+    str("metrics_listen", c.metrics_listen);
   } catch (const YAML::Exception& e) {
     return rest::InternalError(path + ": " + e.what());
   }
@@ -78,7 +82,115 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
   if (c.exec_max_per_uid < 1 || c.exec_max_total < 1)
     return rest::InternalError(path + ": exec_max_per_uid and exec_max_total must be at least 1");
   if (c.exec_kill_grace_ms < 0) return rest::InternalError(path + ": exec_kill_grace_ms must not be negative");
+  if (c.shutdown_drain_timeout_ms < 0 || c.shutdown_flush_timeout_ms < 0)
+    return rest::InternalError(path + ": shutdown_drain_timeout_ms and shutdown_flush_timeout_ms must not be negative");
+  if (c.connect_timeout_ms < 1 || c.request_timeout_ms < 1 || c.fs_backend_timeout_ms < 1)
+    return rest::InternalError(path + ": connect_timeout_ms, request_timeout_ms and fs_backend_timeout_ms must be at least 1");
   return warnings;
+}
+
+namespace {
+
+std::string Text(bool v) { return v ? "true" : "false"; }
+std::string Text(const std::string& v) { return "\"" + v + "\""; }
+std::string Text(LogLevel v) {
+  switch (v) {
+    case LogLevel::kError: return "error";
+    case LogLevel::kWarning: return "warning";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kDebug: return "debug";
+  }
+  return "?";
+}
+template <typename T>
+std::string Text(const T& v) {
+  return std::to_string(v);
+}
+
+// One key: its name, whether a reload applies it, and how to compare and copy it.
+struct KeyInfo {
+  const char* name;
+  bool live;
+  std::function<bool(const DaemonConfig&, const DaemonConfig&)> same;
+  std::function<std::string(const DaemonConfig&)> text;
+  std::function<void(const DaemonConfig&, DaemonConfig&)> copy;
+};
+
+template <typename T>
+KeyInfo Key(const char* name, bool live, T DaemonConfig::*field) {
+  return KeyInfo{name, live, [field](const DaemonConfig& a, const DaemonConfig& b) { return a.*field == b.*field; },
+                 [field](const DaemonConfig& c) { return Text(c.*field); },
+                 [field](const DaemonConfig& from, DaemonConfig& to) { to.*field = from.*field; }};
+}
+
+// Every key of the file. Live keys are the ones whose owners can take a new value without a
+// remount or a new listener: logging, the REST client, backend deadlines, the cache cap, exec
+// limits and the shutdown deadlines.
+const std::vector<KeyInfo>& Keys() {
+  static const std::vector<KeyInfo> keys = {
+      Key("socket", false, &DaemonConfig::socket),
+      Key("state_dir", false, &DaemonConfig::state_dir),
+      Key("cache_dir", false, &DaemonConfig::cache_dir),
+      Key("api_url", false, &DaemonConfig::api_url),
+      Key("log_level", true, &DaemonConfig::log_level),
+      Key("connect_timeout_ms", true, &DaemonConfig::connect_timeout_ms),
+      Key("request_timeout_ms", true, &DaemonConfig::request_timeout_ms),
+      Key("max_attempts", true, &DaemonConfig::max_attempts),
+      Key("backoff_initial_ms", true, &DaemonConfig::backoff_initial_ms),
+      Key("backoff_max_ms", true, &DaemonConfig::backoff_max_ms),
+      Key("rpc_threads", false, &DaemonConfig::rpc_threads),
+      Key("max_message_bytes", false, &DaemonConfig::max_message_bytes),
+      Key("embedded_access_log", false, &DaemonConfig::embedded_access_log),
+      Key("runtime_dir", false, &DaemonConfig::runtime_dir),
+      Key("cache_max_bytes", true, &DaemonConfig::cache_max_bytes),
+      Key("fs_backend_timeout_ms", true, &DaemonConfig::fs_backend_timeout_ms),
+      Key("fuse_threads", false, &DaemonConfig::fuse_threads),
+      Key("exec_bwrap", false, &DaemonConfig::exec_bwrap),
+      Key("exec_shim", false, &DaemonConfig::exec_shim),
+      Key("exec_timeout_default_ms", true, &DaemonConfig::exec_timeout_default_ms),
+      Key("exec_timeout_max_ms", true, &DaemonConfig::exec_timeout_max_ms),
+      Key("exec_output_cap_bytes", true, &DaemonConfig::exec_output_cap_bytes),
+      Key("exec_max_per_uid", true, &DaemonConfig::exec_max_per_uid),
+      Key("exec_max_total", true, &DaemonConfig::exec_max_total),
+      Key("exec_network", false, &DaemonConfig::exec_network),
+      Key("exec_pids_max", false, &DaemonConfig::exec_pids_max),
+      Key("exec_pids_cgroup", false, &DaemonConfig::exec_pids_cgroup),
+      Key("exec_kill_grace_ms", true, &DaemonConfig::exec_kill_grace_ms),
+      Key("exec_tmpfs_max_bytes", false, &DaemonConfig::exec_tmpfs_max_bytes),
+      Key("shutdown_drain_timeout_ms", true, &DaemonConfig::shutdown_drain_timeout_ms),
+      Key("shutdown_flush_timeout_ms", true, &DaemonConfig::shutdown_flush_timeout_ms),
+      Key("metrics_listen", false, &DaemonConfig::metrics_listen),
+  };
+  return keys;
+}
+
+}  // namespace
+
+ConfigChanges DiffConfig(const DaemonConfig& running, const DaemonConfig& next) {
+  ConfigChanges out;
+  for (const auto& k : Keys()) {
+    if (k.same(running, next)) continue;
+    if (k.live) {
+      out.live.push_back(std::string(k.name) + " (" + k.text(running) + " -> " + k.text(next) + ")");
+    } else {
+      out.restart.push_back(std::string(k.name) + " (" + k.text(running) + " -> " + k.text(next) + ")");
+    }
+  }
+  return out;
+}
+
+DaemonConfig WithRestartKeysOf(const DaemonConfig& running, DaemonConfig next) {
+  for (const auto& k : Keys()) {
+    if (!k.live) k.copy(running, next);
+  }
+  return next;
+}
+
+bool IsLiveKey(const std::string& key) {
+  for (const auto& k : Keys()) {
+    if (key == k.name) return k.live;
+  }
+  return false;
 }
 
 }  // namespace mesa::daemon

@@ -51,7 +51,24 @@ struct DaemonConfig {
   bool exec_pids_cgroup = false;
   int exec_kill_grace_ms = 500;
   uint64_t exec_tmpfs_max_bytes = 1ull << 30;
+
+  // Lifecycle (SIGTERM) and health
+  int shutdown_drain_timeout_ms = 10000;
+  int shutdown_flush_timeout_ms = 3000;
+  std::string metrics_listen;  // empty: no metrics listener
 };
+
+// How two configurations differ, key by key (names as in the YAML file). `live` keys take
+// effect on SIGHUP; `restart` keys need a restart of mesad.
+struct ConfigChanges {
+  std::vector<std::string> live;
+  std::vector<std::string> restart;  // "key (old -> new)"
+};
+ConfigChanges DiffConfig(const DaemonConfig& running, const DaemonConfig& next);
+// `next` with every restart-only key put back to its value in `running`: what a reload applies.
+DaemonConfig WithRestartKeysOf(const DaemonConfig& running, DaemonConfig next);
+// Whether `key` takes effect on reload.
+bool IsLiveKey(const std::string& key);
 
 // The documented default configuration (the text of config/mesad.yaml).
 const char* DefaultConfigYaml();

@@ -114,7 +114,20 @@ absl::StatusOr<UserCredential> EmbeddedApi::ProvisionUser(uid_t uid) {
   auto key = store_->CreateApiKey(org->id, params);
   if (!key.ok()) return key.status();
   MESA_LOG(kInfo) << "embedded: org '" << slug << "' ready for uid " << uid;
-  return UserCredential{slug, key->secret};
+  return UserCredential{slug, key->secret, key->key.id};
+}
+
+absl::Status EmbeddedApi::RevokeProvisionedKey(uid_t uid, const std::string& key_id) {
+  std::string slug;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto owned = owners_.find(uid);
+    if (owned == owners_.end()) return absl::OkStatus();
+    slug = owned->second;
+  }
+  auto org = store_->GetOrgBySlug(slug);
+  if (!org.ok()) return org.status();
+  return store_->RevokeApiKey(org->id, key_id);
 }
 
 }  // namespace mesa::daemon

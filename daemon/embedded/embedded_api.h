@@ -22,6 +22,7 @@ namespace mesa::daemon {
 struct UserCredential {
   std::string org_slug;
   std::string api_key;
+  std::string key_id;
 };
 
 class EmbeddedApi {
@@ -34,6 +35,8 @@ class EmbeddedApi {
 
   // The org of `uid` (created on first use) and a new admin key for it.
   absl::StatusOr<UserCredential> ProvisionUser(uid_t uid);
+  // Revokes a key ProvisionUser made for `uid` (its session logged out).
+  absl::Status RevokeProvisionedKey(uid_t uid, const std::string& key_id);
 
   server::Store* store() { return store_.get(); }
 

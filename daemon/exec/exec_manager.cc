@@ -559,11 +559,12 @@ void ExecManager::Start() {
 
 std::string ExecManager::Describe() const {
   if (!unavailable_.empty()) return "unavailable (" + unavailable_ + ")";
-  return "bwrap " + bwrap_version_ + ", network " + (options_.network ? "shared" : "none") + ", pids limit " +
-         std::to_string(options_.pids_max) + " via " + (pids_ ? pids_->Describe() : "none") + ", timeout max " +
-         std::to_string(options_.timeout_max_ms) + " ms, output cap " + std::to_string(options_.output_cap_bytes) +
-         " bytes per stream, " + std::to_string(options_.max_per_uid) + " per uid / " +
-         std::to_string(options_.max_total) + " in all";
+  const ExecOptions o = options();
+  return "bwrap " + bwrap_version_ + ", network " + (o.network ? "shared" : "none") + ", pids limit " +
+         std::to_string(o.pids_max) + " via " + (pids_ ? pids_->Describe() : "none") + ", timeout max " +
+         std::to_string(o.timeout_max_ms) + " ms, output cap " + std::to_string(o.output_cap_bytes) +
+         " bytes per stream, " + std::to_string(o.max_per_uid) + " per uid / " +
+         std::to_string(o.max_total) + " in all";
 }
 
 absl::StatusOr<std::shared_ptr<ExecManager::Running>> ExecManager::Register(uid_t uid, const std::string& mount_id) {
@@ -625,7 +626,7 @@ void ExecManager::CancelMount(const std::string& mount_id) {
         }
         return true;
       },
-      options_.kill_grace_ms + 3000);
+      options().kill_grace_ms + 3000);
 }
 
 void ExecManager::Shutdown(int timeout_ms) {
@@ -635,6 +636,21 @@ void ExecManager::Shutdown(int timeout_ms) {
     for (auto& [seq, r] : running_) Cancel(*r, kShutdown);
   }
   if (WaitUntil([&] { return running_.empty(); }, timeout_ms) && pids_) pids_->RemoveBase();
+}
+
+ExecOptions ExecManager::options() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return options_;
+}
+
+void ExecManager::SetLimits(const ExecOptions& o) {
+  std::lock_guard<std::mutex> lock(mu_);
+  options_.timeout_default_ms = o.timeout_default_ms;
+  options_.timeout_max_ms = o.timeout_max_ms;
+  options_.output_cap_bytes = o.output_cap_bytes;
+  options_.max_per_uid = o.max_per_uid;
+  options_.max_total = o.max_total;
+  options_.kill_grace_ms = o.kill_grace_ms;
 }
 
 int ExecManager::running() const {
@@ -661,11 +677,12 @@ absl::StatusOr<dv1::ExecResult> ExecManager::Run(const PeerCred& caller, const d
     env[k] = v;
   }
   if (env_bytes > kMaxEnvBytes) return Invalid("the environment is larger than 1 MiB");
+  const ExecOptions o = options();  // this run's limits (a reload may change them)
   int timeout_ms = static_cast<int>(std::min<uint32_t>(req.timeout_ms(), INT_MAX));
-  if (timeout_ms == 0) timeout_ms = std::min(options_.timeout_default_ms, options_.timeout_max_ms);
-  if (timeout_ms > options_.timeout_max_ms)
+  if (timeout_ms == 0) timeout_ms = std::min(o.timeout_default_ms, o.timeout_max_ms);
+  if (timeout_ms > o.timeout_max_ms)
     return Invalid("timeout_ms " + std::to_string(req.timeout_ms()) + " is above the maximum " +
-                   std::to_string(options_.timeout_max_ms) + " (config exec_timeout_max_ms)");
+                   std::to_string(o.timeout_max_ms) + " (config exec_timeout_max_ms)");
   std::string cwd = req.cwd().empty() ? "/" : NormalizePath(req.cwd());
   if (cwd.empty()) return Invalid("cwd must be an absolute path inside the sandbox, like /my-repo/src");
 
@@ -710,16 +727,16 @@ absl::StatusOr<dv1::ExecResult> ExecManager::Run(const PeerCred& caller, const d
   spec.command = req.command();
   for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
   spec.cwd = cwd;
-  spec.network = options_.network;
+  spec.network = o.network;
   spec.disable_userns = disable_userns_;
   if (etc_) spec.etc_dir = etc_->Current();
   spec.has_stdin = req.has_stdin();
-  spec.tmpfs_max_bytes = options_.tmpfs_max_bytes;
+  spec.tmpfs_max_bytes = o.tmpfs_max_bytes;
   MESA_ASSIGN_OR_RETURN(auto cgroup, pids_->NewRun("run-" + std::to_string(getpid()) + "-" + std::to_string(run->seq)));
   if (cgroup) {
     spec.cgroup_procs_fd = cgroup->procs_fd();
   } else {
-    spec.rlimit_nproc = options_.pids_max;
+    spec.rlimit_nproc = o.pids_max;
   }
   if (run->reason.load() != kNone) {
     return rest::LocalError(absl::StatusCode::kUnavailable, run->reason.load() == kUnmount ? "MOUNT_NOT_FOUND" : "SHUTTING_DOWN",
@@ -728,7 +745,7 @@ absl::StatusOr<dv1::ExecResult> ExecManager::Run(const PeerCred& caller, const d
   MESA_ASSIGN_OR_RETURN(SandboxProcess sp, StartSandbox(tools_, spec));
   MESA_LOG(kDebug) << "exec: uid " << caller.uid << " in " << info.id() << " (bwrap pid " << sp.pid << "): "
                    << req.command().substr(0, 200);
-  RunLoop loop(options_, sp, caller.uid, sink, run->cancel_fd, &run->reason, req.stdin(), timeout_ms, cgroup.get());
+  RunLoop loop(o, sp, caller.uid, sink, run->cancel_fd, &run->reason, req.stdin(), timeout_ms, cgroup.get());
   auto result = loop.Run();
   if (result.ok()) {
     MESA_LOG(kDebug) << "exec: bwrap pid " << sp.pid << " ended: exit " << result->exit_code() << ", signal "

@@ -88,6 +88,11 @@ class ExecManager {
   void Shutdown(int timeout_ms);
   int running() const;
 
+  // A reload: new timeouts, output cap, run limits and kill grace for runs that start later
+  // (running ones keep theirs). The other fields of `options` need a restart and are ignored.
+  void SetLimits(const ExecOptions& options);
+  ExecOptions options() const;
+
  private:
   enum Reason : int { kNone = 0, kUnmount, kShutdown };
   struct Running {

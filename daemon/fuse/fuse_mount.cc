@@ -16,9 +16,22 @@
 #include <vector>
 
 #include "daemon/log.h"
+#include "daemon/metrics/metrics.h"
 #include "rest/api_error.h"
 
 namespace mesa::daemon {
+
+// Every request is answered before its handler returns, so the handler's duration is the
+// daemon's share of the operation's latency.
+template <metrics::FuseOp kOp, auto kFn>
+struct Timed;
+template <metrics::FuseOp kOp, typename... Args, void (*kFn)(fuse_req_t, Args...)>
+struct Timed<kOp, kFn> {
+  static void Call(fuse_req_t req, Args... args) {
+    metrics::ScopedTimer timer(metrics::Global().fuse_ops[static_cast<int>(kOp)]);
+    kFn(req, args...);
+  }
+};
 
 struct FuseOps {
   static FuseMount* Self(fuse_req_t req) { return static_cast<FuseMount*>(fuse_req_userdata(req)); }
@@ -356,35 +369,36 @@ struct FuseOps {
   }
 
   static fuse_lowlevel_ops Make() {
+    using metrics::FuseOp;
     fuse_lowlevel_ops ops{};
     ops.init = Init;
-    ops.lookup = Lookup;
-    ops.getattr = GetAttr;
-    ops.readlink = ReadLink;
-    ops.open = Open;
-    ops.opendir = OpenDir;
-    ops.read = Read;
-    ops.readdir = ReadDir;
-    ops.readdirplus = ReadDirPlus;
-    ops.statfs = StatFs;
-    ops.getxattr = GetXattr;
-    ops.listxattr = ListXattr;
-    ops.setattr = SetAttr;
-    ops.mknod = MkNod;
-    ops.mkdir = MkDir;
-    ops.unlink = Unlink;
-    ops.rmdir = RmDir;
-    ops.symlink = Symlink;
-    ops.rename = Rename;
-    ops.link = Link;
-    ops.write = Write;
-    ops.create = Create;
-    ops.setxattr = SetXattr;
-    ops.removexattr = RemoveXattr;
-    ops.fallocate = Fallocate;
-    ops.flush = Flush;
-    ops.fsync = Fsync;
-    ops.fsyncdir = FsyncDir;
+    ops.lookup = Timed<FuseOp::kLookup, Lookup>::Call;
+    ops.getattr = Timed<FuseOp::kGetAttr, GetAttr>::Call;
+    ops.readlink = Timed<FuseOp::kReadLink, ReadLink>::Call;
+    ops.open = Timed<FuseOp::kOpen, Open>::Call;
+    ops.opendir = Timed<FuseOp::kOpenDir, OpenDir>::Call;
+    ops.read = Timed<FuseOp::kRead, Read>::Call;
+    ops.readdir = Timed<FuseOp::kReadDir, ReadDir>::Call;
+    ops.readdirplus = Timed<FuseOp::kReadDirPlus, ReadDirPlus>::Call;
+    ops.statfs = Timed<FuseOp::kStatFs, StatFs>::Call;
+    ops.getxattr = Timed<FuseOp::kXattr, GetXattr>::Call;
+    ops.listxattr = Timed<FuseOp::kXattr, ListXattr>::Call;
+    ops.setattr = Timed<FuseOp::kSetAttr, SetAttr>::Call;
+    ops.mknod = Timed<FuseOp::kMkNod, MkNod>::Call;
+    ops.mkdir = Timed<FuseOp::kMkDir, MkDir>::Call;
+    ops.unlink = Timed<FuseOp::kUnlink, Unlink>::Call;
+    ops.rmdir = Timed<FuseOp::kRmDir, RmDir>::Call;
+    ops.symlink = Timed<FuseOp::kOther, Symlink>::Call;
+    ops.rename = Timed<FuseOp::kRename, Rename>::Call;
+    ops.link = Timed<FuseOp::kOther, Link>::Call;
+    ops.write = Timed<FuseOp::kWrite, Write>::Call;
+    ops.create = Timed<FuseOp::kCreate, Create>::Call;
+    ops.setxattr = Timed<FuseOp::kXattr, SetXattr>::Call;
+    ops.removexattr = Timed<FuseOp::kXattr, RemoveXattr>::Call;
+    ops.fallocate = Timed<FuseOp::kOther, Fallocate>::Call;
+    ops.flush = Timed<FuseOp::kFlush, Flush>::Call;
+    ops.fsync = Timed<FuseOp::kFsync, Fsync>::Call;
+    ops.fsyncdir = Timed<FuseOp::kFsyncDir, FsyncDir>::Call;
     return ops;
   }
 };

@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "daemon/log.h"
 #include "daemon/status_macros.h"
@@ -156,11 +159,18 @@ absl::StatusOr<std::shared_ptr<MountManager::Active>> MountManager::MountSpec(co
   a->org = spec.org;
   a->created_at_ms = rest::NowUnixMillis();
   a->specs = spec.repos;
-  a->backend = std::make_unique<RestBackend>(session, spec.org, options_.backend_timeout_ms);
+  int backend_timeout_ms;
+  uint64_t default_cap;
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // a reload may change them
+    backend_timeout_ms = options_.backend_timeout_ms;
+    default_cap = options_.cache_max_bytes;
+  }
+  a->backend = std::make_unique<RestBackend>(session, spec.org, backend_timeout_ms);
   a->blobs = blobs_;
   a->cache_max_bytes = spec.cache_max_bytes;
   if (!spec.cache_dir.empty() && spec.cache_dir != blobs_->dir()) {
-    uint64_t cap = spec.cache_max_bytes ? spec.cache_max_bytes : options_.cache_max_bytes;
+    uint64_t cap = spec.cache_max_bytes ? spec.cache_max_bytes : default_cap;
     MESA_ASSIGN_OR_RETURN(a->blobs, BlobCache::Open(spec.cache_dir, cap));
   }
   a->overlay_dir = options_.state_dir + "/overlays/" + a->id;
@@ -200,6 +210,7 @@ absl::StatusOr<std::shared_ptr<MountManager::Active>> MountManager::MountSpec(co
   }
   a->fuse = std::move(*mounted);
   std::lock_guard<std::mutex> lock(mu_);
+  a->backend->SetTimeoutMs(options_.backend_timeout_ms);  // a reload that happened meanwhile
   mounts_[a->id] = a;
   if (!restoring) SaveRecordsLocked();  // Start() saves once every record was tried
   return a;
@@ -289,7 +300,28 @@ absl::Status MountManager::Unmount(uid_t uid, const std::string& key) {
   return absl::OkStatus();
 }
 
-void MountManager::UnmountAll(int timeout_ms) {
+int MountManager::FlushAll(int timeout_ms) {
+  std::vector<std::shared_ptr<Active>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, a] : mounts_) all.push_back(a);
+  }
+  std::atomic<int> pending{0};
+  std::vector<std::thread> threads;
+  for (auto& a : all) {
+    threads.emplace_back([&, a] {
+      auto st = a->fs->Flush("", std::max(timeout_ms, 0));
+      if (!st.ok()) {
+        ++pending;
+        MESA_LOG(kWarning) << "mount " << a->id << ": " << st.message();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return pending;
+}
+
+void MountManager::UnmountAll(int flush_timeout_ms) {
   std::map<std::string, std::shared_ptr<Active>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -297,20 +329,86 @@ void MountManager::UnmountAll(int timeout_ms) {
     shutting_down_ = true;
     all = mounts_;  // records stay: the next start restores these mounts
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(flush_timeout_ms, 0));
+  if (flush_timeout_ms > 0 && !all.empty()) FlushAll(flush_timeout_ms);
+  for (auto& [id, a] : all) StopMount(*a);
+  // Writes acknowledged between the flush and the unmount: one more upload, in what is left.
+  int left = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+  std::atomic<int> kept{0};
+  std::vector<std::thread> threads;
   for (auto& [id, a] : all) {
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
-    if (left > 0) {
-      auto st = a->fs->Flush("", left);
-      if (!st.ok()) MESA_LOG(kWarning) << "mount " << id << ": " << st.message() << " (kept for the next start)";
-    }
+    threads.emplace_back([&, a = a] {
+      if (!a->fs->Shutdown(std::max(left, 0))) ++kept;
+    });
   }
-  for (auto& [id, a] : all) {
-    StopMount(*a);
-    a->fs->Shutdown(0);
-  }
+  for (auto& t : threads) t.join();
+  if (kept > 0) MESA_LOG(kWarning) << kept << " mount(s) stopped with writes pending; they upload at the next start";
   std::lock_guard<std::mutex> lock(mu_);
   mounts_.clear();
+}
+
+std::vector<MountManager::Summary> MountManager::Summaries(uid_t uid) {
+  std::vector<std::shared_ptr<Active>> mine;
+  std::vector<Summary> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, a] : mounts_) {
+      if (uid == 0 || a->uid == uid) mine.push_back(a);
+    }
+    for (const auto& m : unrestored_) {
+      Summary s;
+      s.id = m.value("id", "");
+      s.path = m.value("path", "");
+      s.uid = m.value("uid", 0u);
+      s.state = "unrestored";
+      if (uid == 0 || s.uid == uid) out.push_back(std::move(s));
+    }
+  }
+  for (const auto& a : mine) {
+    Summary s;
+    s.id = a->id;
+    s.path = a->path;
+    s.uid = a->uid;
+    s.state = a->fuse ? "mounted" : "unmounted";
+    for (const auto& r : a->fs->Repos()) {
+      s.pending_paths += r.pending_paths;
+      s.pending_bytes += r.pending_bytes;
+      if (!r.last_upload_error.empty()) s.last_upload_error = r.spec.name + ": " + r.last_upload_error;
+    }
+    s.backend_errors = a->fs->Stats().backend_errors;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void MountManager::SetCacheMaxBytes(uint64_t max_bytes) {
+  std::vector<std::shared_ptr<BlobCache>> own;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    options_.cache_max_bytes = max_bytes;
+    for (const auto& [id, a] : mounts_) {
+      if (a->blobs != blobs_ && a->cache_max_bytes == 0) own.push_back(a->blobs);
+    }
+  }
+  if (blobs_) blobs_->SetMaxBytes(max_bytes);
+  for (auto& b : own) b->SetMaxBytes(max_bytes);
+}
+
+void MountManager::SetBackendTimeoutMs(int timeout_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  options_.backend_timeout_ms = timeout_ms;
+  for (const auto& [id, a] : mounts_) a->backend->SetTimeoutMs(timeout_ms);
+}
+
+std::vector<std::shared_ptr<BlobCache>> MountManager::Caches() {
+  std::vector<std::shared_ptr<BlobCache>> out;
+  if (blobs_) out.push_back(blobs_);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, a] : mounts_) {
+    if (std::find(out.begin(), out.end(), a->blobs) == out.end()) out.push_back(a->blobs);
+  }
+  return out;
 }
 
 std::vector<dv1::MountInfo> MountManager::List(uid_t uid, bool all_users) {

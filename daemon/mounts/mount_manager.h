@@ -60,9 +60,37 @@ class MountManager {
   };
   absl::StatusOr<Access> Handle(uid_t uid, const std::string& id_or_path);
   int Count(uid_t uid);
-  // Daemon shutdown: flush within `timeout_ms`, unmount everything, keep the records (and any
-  // overlay that could not be uploaded) so the next start restores the mounts.
-  void UnmountAll(int timeout_ms = 10000);
+
+  // What Status reports of a mount. Records that could not be restored at start appear with
+  // state "unrestored".
+  struct Summary {
+    std::string id;
+    std::string path;
+    uid_t uid = 0;
+    std::string state;  // mounted | unrestored
+    uint64_t pending_paths = 0;
+    uint64_t pending_bytes = 0;
+    std::string last_upload_error;
+    uint64_t backend_errors = 0;
+  };
+  // The caller's mounts (every mount for root).
+  std::vector<Summary> Summaries(uid_t uid);
+
+  // Uploads the pending writes of every mount, all mounts at once, for up to `timeout_ms`;
+  // returns how many mounts still have writes pending.
+  int FlushAll(int timeout_ms);
+  // Daemon shutdown: uploads pending writes for up to `flush_timeout_ms` (FlushAll), unmounts
+  // everything (later writes fail), gives writes that arrived meanwhile what is left of the
+  // time, and keeps the records (and any overlay not uploaded) so the next start restores the
+  // mounts with their writes.
+  void UnmountAll(int flush_timeout_ms = 10000);
+
+  // Live settings (SIGHUP). The cap applies to the shared cache and to mounts' own caches that
+  // use the default cap, and evicts down to it at once; the timeout to later backend calls.
+  void SetCacheMaxBytes(uint64_t max_bytes);
+  void SetBackendTimeoutMs(int timeout_ms);
+  // Every distinct blob cache in use (the shared one first).
+  std::vector<std::shared_ptr<BlobCache>> Caches();
 
   std::shared_ptr<BlobCache> shared_blobs() const { return blobs_; }
   // Called with a mount's id when an Unmount starts, before the flush (exec kills the mount's

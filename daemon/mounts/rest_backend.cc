@@ -9,7 +9,7 @@
 namespace mesa::daemon {
 
 absl::StatusOr<nlohmann::json> RestBackend::Json(rest::RestRequest req) {
-  req.timeout_ms = timeout_ms_;
+  req.timeout_ms = timeout_ms_.load();
   return session_->CallJson(req);
 }
 
@@ -54,7 +54,7 @@ absl::StatusOr<fs::Revision> RestBackend::UpdateChange(const std::string& repo, 
   }
   rest::RestRequest req = rest::UpdateChangeCall(org_, r);
   // Uploads can be large: bound silence, not the whole transfer.
-  req.stall_timeout_ms = timeout_ms_;
+  req.stall_timeout_ms = timeout_ms_.load();
   MESA_ASSIGN_OR_RETURN(RestResponse resp, session_->Call(req));
   MESA_ASSIGN_OR_RETURN(nlohmann::json j, RestClient::Json(resp));
   return RevisionOf(j);
@@ -116,7 +116,7 @@ absl::Status RestBackend::FetchFile(const std::string& repo, const std::string& 
   r.set_path(path);
   r.set_raw(true);
   rest::RestRequest req = rest::GetContentCall(org_, r);
-  req.stall_timeout_ms = timeout_ms_;
+  req.stall_timeout_ms = timeout_ms_.load();
   auto resp = session_->Call(req, sink);
   return resp.status();
 }

@@ -2,6 +2,7 @@
 // dead backend becomes EIO instead of a hung system call.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,8 @@ class RestBackend : public fs::Backend {
                                   const std::string& path) override;
 
   const std::string& org() const { return org_; }
+  // The deadline of later calls (a reload of fs_backend_timeout_ms).
+  void SetTimeoutMs(int timeout_ms) { timeout_ms_ = timeout_ms; }
   const std::shared_ptr<Session>& session() const { return session_; }
 
  private:
@@ -38,7 +41,7 @@ class RestBackend : public fs::Backend {
 
   std::shared_ptr<Session> session_;
   std::string org_;
-  int timeout_ms_;
+  std::atomic<int> timeout_ms_;
 };
 
 }  // namespace mesa::daemon

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "daemon/log.h"
+#include "daemon/metrics/metrics.h"
 #include "rest/api_error.h"
 
 namespace mesa::daemon {
@@ -116,6 +117,16 @@ RestClient::RestClient(RestClientOptions options) : options_(std::move(options))
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+RestClientOptions RestClient::options() const {
+  std::lock_guard<std::mutex> lock(options_mu_);
+  return options_;
+}
+
+void RestClient::SetOptions(RestClientOptions options) {
+  std::lock_guard<std::mutex> lock(options_mu_);
+  options_ = std::move(options);
+}
+
 RestClient::~RestClient() {
   for (CURL* h : idle_) curl_easy_cleanup(h);
 }
@@ -141,13 +152,14 @@ void RestClient::Release(CURL* handle) {
 absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::string& credential,
                                               const std::string& ua_suffix, const rest::RestRequest& req,
                                               const std::function<bool(const char*, size_t)>& sink) {
+  const RestClientOptions o = options();  // this call's settings (a reload may change them)
   std::string body = req.body ? req.body->dump() : std::string();
-  std::string user_agent = options_.user_agent + (ua_suffix.empty() ? "" : " " + ua_suffix);
+  std::string user_agent = o.user_agent + (ua_suffix.empty() ? "" : " " + ua_suffix);
   // A call-wide deadline bounds every attempt and the waits between them.
   auto deadline = req.timeout_ms > 0 ? std::chrono::steady_clock::now() + std::chrono::milliseconds(req.timeout_ms)
                                      : std::chrono::steady_clock::time_point::max();
   auto remaining_ms = [&]() -> int64_t {
-    if (deadline == std::chrono::steady_clock::time_point::max()) return options_.request_timeout_ms;
+    if (deadline == std::chrono::steady_clock::time_point::max()) return o.request_timeout_ms;
     return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
   };
   for (int attempt = 0;; ++attempt) {
@@ -160,8 +172,8 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     if (!ep.unix_socket.empty()) curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, ep.unix_socket.c_str());
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    int64_t budget = std::max<int64_t>(1, std::min<int64_t>(remaining_ms(), options_.request_timeout_ms));
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(options_.connect_timeout_ms, budget)));
+    int64_t budget = std::max<int64_t>(1, std::min<int64_t>(remaining_ms(), o.request_timeout_ms));
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(o.connect_timeout_ms, budget)));
     if (req.stall_timeout_ms > 0) {
       // Large downloads: no limit on the whole transfer, only on silence.
       curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 0L);
@@ -196,15 +208,25 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 
     ++total_requests_;
+    auto& m = metrics::Global();
+    auto started = std::chrono::steady_clock::now();
     CURLcode rc = curl_easy_perform(curl);
+    m.backend_requests.Observe(std::chrono::steady_clock::now() - started);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && ex.streaming)) {
+      m.backend_transport_errors.fetch_add(1, std::memory_order_relaxed);
+    } else if (status >= 500) {
+      m.backend_http_5xx.fetch_add(1, std::memory_order_relaxed);
+    } else if (status >= 400) {
+      m.backend_http_4xx.fetch_add(1, std::memory_order_relaxed);
+    }
     curl_slist_free_all(headers);
     Release(curl);
     response.status = static_cast<int>(status);
     response.content_type = response.headers.count("content-type") ? response.headers["content-type"] : "";
 
-    bool last = attempt + 1 >= options_.max_attempts || remaining_ms() <= 0;
+    bool last = attempt + 1 >= o.max_attempts || remaining_ms() <= 0;
     if (rc == CURLE_WRITE_ERROR && ex.streaming)
       return rest::LocalError(absl::StatusCode::kAborted, "ABORTED", "response consumer stopped");
     if (rc != CURLE_OK) {
@@ -214,8 +236,9 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
                        << (retry ? " (retrying)" : "");
       if (retry) {
         ++total_retries_;
+        m.backend_retries.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(std::chrono::milliseconds(
-            std::min<int64_t>(RetryDelayMs(attempt, options_, ""), std::max<int64_t>(0, remaining_ms()))));
+            std::min<int64_t>(RetryDelayMs(attempt, o, ""), std::max<int64_t>(0, remaining_ms()))));
         continue;
       }
       bool timeout = rc == CURLE_OPERATION_TIMEDOUT;
@@ -229,9 +252,10 @@ absl::StatusOr<RestResponse> RestClient::Call(const Endpoint& ep, const std::str
     }
     if (!last && RetryableStatus(static_cast<int>(status)) && req.Idempotent()) {
       ++total_retries_;
+      m.backend_retries.fetch_add(1, std::memory_order_relaxed);
       std::string retry_after = response.headers.count("retry-after") ? response.headers["retry-after"] : "";
       std::this_thread::sleep_for(std::chrono::milliseconds(
-          std::min<int64_t>(RetryDelayMs(attempt, options_, retry_after), std::max<int64_t>(0, remaining_ms()))));
+          std::min<int64_t>(RetryDelayMs(attempt, o, retry_after), std::max<int64_t>(0, remaining_ms()))));
       continue;
     }
     rest::ApiErrorInfo info = rest::ParseErrorEnvelope(static_cast<int>(status), response.body);

@@ -63,12 +63,15 @@ class RestClient {
 
   int64_t total_requests() const { return total_requests_; }
   int64_t total_retries() const { return total_retries_; }
-  const RestClientOptions& options() const { return options_; }
+  // A copy of the settings. SetOptions (a reload) affects calls that start afterwards.
+  RestClientOptions options() const;
+  void SetOptions(RestClientOptions options);
 
  private:
   CURL* Acquire();
   void Release(CURL* handle);
 
+  mutable std::mutex options_mu_;
   RestClientOptions options_;
   std::mutex mu_;
   std::vector<CURL*> idle_;

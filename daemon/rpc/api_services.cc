@@ -376,9 +376,22 @@ class DaemonService final : public dv1::Daemon::Service {
       out->set_api_mode(d_.sessions->embedded_mode() ? "embedded" : "remote");
       out->set_api_url(d_.sessions->embedded_mode() ? "embedded" : d_.sessions->default_api_url());
       out->set_mounts(d_.mount_count ? d_.mount_count(caller.uid) : 0);
-      // Reachability of the caller's default backend: one cheap authenticated call.
-      auto session = d_.sessions->Resolve(caller.uid, "");
-      out->set_backend_reachable(session.ok() && (*session)->Whoami(true).ok());
+      out->set_started_at(rest::FormatRfc3339Millis(d_.started_at_ms));
+      if (d_.fill_status) d_.fill_status(caller.uid, out);
+      // Reachability of the caller's default backend with one cheap call. No side effects:
+      // a caller without a session is not given one (the embedded store would provision it);
+      // the default endpoint is asked without a credential instead.
+      std::shared_ptr<Session> session;
+      for (const auto& s : d_.sessions->List(caller.uid, false)) {
+        if (!s.is_default()) continue;
+        if (auto found = d_.sessions->Resolve(caller.uid, s.id()); found.ok()) session = *found;
+      }
+      rest::RestRequest probe = rest::WhoamiCall();
+      probe.timeout_ms = 3000;
+      absl::Status reached = session ? session->Call(probe).status()
+                                     : d_.rest->Call(d_.default_endpoint, "", "", probe).status();
+      // Any HTTP answer (a 401 included) means the backend is there.
+      out->set_backend_reachable(reached.ok() || rest::ErrorInfoFromStatus(reached).http_status != 0);
       return absl::OkStatus();
     }());
   }

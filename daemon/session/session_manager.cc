@@ -21,11 +21,13 @@ namespace dv1 = ::mesa::daemon::v1;
 absl::StatusOr<Endpoint> ParseApiUrl(const std::string& api_url) {
   if (api_url.rfind("unix:", 0) == 0) {
     std::string path = api_url.substr(5);
-    if (path.empty() || path.front() != '/') return rest::FieldError("api_url", "unix: needs an absolute socket path");
+    if (path.empty() || path.front() != '/')
+      return rest::LocalError(absl::StatusCode::kInvalidArgument, "INVALID_API_URL", "api_url: unix: needs an absolute socket path");
     return Endpoint{"http://localhost/v1", path};
   }
   if (api_url.rfind("http://", 0) != 0 && api_url.rfind("https://", 0) != 0)
-    return rest::FieldError("api_url", "must start with http://, https:// or unix:");
+    return rest::LocalError(absl::StatusCode::kInvalidArgument, "INVALID_API_URL",
+                            "api_url must start with http://, https:// or unix:");
   std::string base = api_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   return Endpoint{base, ""};
@@ -116,6 +118,7 @@ absl::Status SessionManager::Load() {
     r.user_agent = s.value("user_agent", "");
     r.webhook_secret = s.value("webhook_secret", "");
     r.embedded = s.value("embedded", false);
+    r.provisioned_key_id = s.value("provisioned_key_id", "");
     r.created_at_ms = s.value("created_at_ms", int64_t{0});
     auto ep = EndpointFor(r);
     if (!ep.ok()) {
@@ -138,7 +141,7 @@ absl::Status SessionManager::Persist() {
     const SessionRecord& r = s->record();
     list.push_back({{"id", r.id}, {"uid", r.uid}, {"api_key", r.api_key}, {"api_url", r.api_url}, {"org", r.org},
                     {"user_agent", r.user_agent}, {"webhook_secret", r.webhook_secret}, {"embedded", r.embedded},
-                    {"created_at_ms", r.created_at_ms}});
+                    {"provisioned_key_id", r.provisioned_key_id}, {"created_at_ms", r.created_at_ms}});
   }
   nlohmann::json defaults = nlohmann::json::object();
   for (const auto& [uid, id] : defaults_) defaults[std::to_string(uid)] = id;
@@ -159,7 +162,7 @@ absl::StatusOr<std::shared_ptr<Session>> SessionManager::Login(uid_t uid, const 
   std::string key = req.api_key();
   while (!key.empty() && isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
   while (!key.empty() && isspace(static_cast<unsigned char>(key.front()))) key.erase(0, 1);
-  if (key.empty()) return rest::FieldError("api_key", "is required");
+  if (key.empty()) return rest::LocalError(absl::StatusCode::kInvalidArgument, "API_KEY_REQUIRED", "api_key is required");
   SessionRecord r;
   r.id = "ses_" + rest::RandomAlphanumeric(20);
   r.uid = uid;
@@ -182,7 +185,7 @@ absl::StatusOr<std::shared_ptr<Session>> SessionManager::Login(uid_t uid, const 
 }
 
 absl::Status SessionManager::Logout(uid_t uid, const std::string& session_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   std::string id = session_id;
   if (id.empty()) {
     auto d = defaults_.find(uid);
@@ -192,10 +195,27 @@ absl::Status SessionManager::Logout(uid_t uid, const std::string& session_id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second->uid() != uid)
     return rest::LocalError(absl::StatusCode::kNotFound, "SESSION_NOT_FOUND", "session '" + id + "' not found");
+  const std::string provisioned_key = it->second->record().provisioned_key_id;
   sessions_.erase(it);
-  if (defaults_.count(uid) && defaults_[uid] == id) defaults_.erase(uid);
+  if (defaults_.count(uid) && defaults_[uid] == id) {
+    // The newest remaining session of this uid becomes the default, if there is one.
+    defaults_.erase(uid);
+    std::shared_ptr<Session> next;
+    for (const auto& [other_id, s] : sessions_) {
+      if (s->uid() == uid && (!next || s->record().created_at_ms > next->record().created_at_ms)) next = s;
+    }
+    if (next) defaults_[uid] = next->record().id;
+  }
   MESA_LOG(kInfo) << "uid " << uid << " logged out session " << id;
-  return Persist();
+  absl::Status persisted = Persist();
+  lock.unlock();
+  // The key mesad made for this uid on the embedded store dies with its session; a later call
+  // provisions a fresh one.
+  if (!provisioned_key.empty() && options_.embedded) {
+    if (auto st = options_.embedded->RevokeProvisionedKey(uid, provisioned_key); !st.ok())
+      MESA_LOG(kWarning) << "revoking the embedded key of uid " << uid << " failed: " << st.message();
+  }
+  return persisted;
 }
 
 std::vector<dv1::Session> SessionManager::List(uid_t caller, bool all_users) {
@@ -241,6 +261,7 @@ absl::StatusOr<std::shared_ptr<Session>> SessionManager::Resolve(uid_t uid, cons
   r.uid = uid;
   r.api_key = cred.api_key;
   r.embedded = true;
+  r.provisioned_key_id = cred.key_id;
   r.org = cred.org_slug;
   r.created_at_ms = rest::NowUnixMillis();
   auto session = std::make_shared<Session>(r, options_.embedded->endpoint(), options_.rest);

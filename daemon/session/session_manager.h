@@ -29,6 +29,7 @@ struct SessionRecord {
   std::string user_agent;
   std::string webhook_secret;
   bool embedded = false;
+  std::string provisioned_key_id;  // the embedded store's key mesad made for this uid; revoked at logout
   int64_t created_at_ms = 0;
 };
 

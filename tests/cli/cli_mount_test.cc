@@ -562,5 +562,85 @@ TEST_F(CliMountTest, AnotherUidSeesNothing) {
   EXPECT_NE(all.out.find("\n" + m.id + "  0    " + m.path + "  "), std::string::npos) << all;
 }
 
+
+// Writes and the working change through `mesa fs`: the bytes reach the server on flush, the
+// first write forks a change off main (main does not move), and errors keep their classes.
+TEST_F(CliMountTest, FsWriteAndWorkspaceCommands) {
+  Seed();
+  ASSERT_EQ(Mesa("repos create other").code, 0);
+  Mounted m = Mount("data other:ro");
+  ASSERT_FALSE(m.id.empty());
+  std::string before = Mesa("fs changes current " + m.id + " data --json").Json().value("change_id", "");
+  EXPECT_EQ(before, c1_);  // the view starts at main
+
+  Result w = Mesa("fs write " + m.id + " /data/notes/new.txt --data " + Q("first line\n"));
+  EXPECT_EQ(w.code, 6) << w;  // the directory does not exist yet: ENOENT
+  EXPECT_TRUE(w.err.starts_with("mesa: ENOENT: ")) << w;
+  ASSERT_EQ(Mesa("fs mkdir " + m.id + " /data/notes/deep -p").code, 0);
+  w = Mesa("fs write " + m.id + " /data/notes/new.txt --data " + Q("first line\n"));
+  ASSERT_EQ(w.code, 0) << w;
+  EXPECT_EQ(w.out, "wrote 11 bytes to /data/notes/new.txt (size 11)\n");
+  Result a = Mesa("fs write " + m.id + " data/notes/new.txt --append --data " + Q("second\n") + " --json");
+  ASSERT_EQ(a.code, 0) << a;
+  EXPECT_EQ(a.Json()["size"], 18);
+  ASSERT_EQ(Mesa("fs write " + m.id + " /data/blob.copy --from " + Q(Local("blob.copy", binary_))).code, 0);
+  ASSERT_EQ(Mesa("fs chmod " + m.id + " /data/blob.copy +x").code, 0);
+  ASSERT_EQ(Mesa("fs mv " + m.id + " /data/text.txt /data/renamed.txt").code, 0);
+  ASSERT_EQ(Mesa("fs rm " + m.id + " /data/dir -r").code, 0);
+  EXPECT_EQ(Mesa("fs rm " + m.id + " /data/ghost").code, 6);
+  EXPECT_EQ(Mesa("fs rm " + m.id + " /data/ghost -f").code, 0);
+  // The kernel mount sees the same overlay at once.
+  EXPECT_EQ(ReadFile(m.path + "/data/notes/new.txt"), "first line\nsecond\n");
+  EXPECT_FALSE(fsys::exists(m.path + "/data/text.txt"));
+
+  // Read-only repos and cross-repo renames are refused.
+  Result ro = Mesa("fs write " + m.id + " /other/x --data y");
+  EXPECT_EQ(ro.code, 3) << ro;
+  EXPECT_TRUE(ro.err.starts_with("mesa: EROFS: ")) << ro;
+  Result into_ro = Mesa("fs mv " + m.id + " /data/renamed.txt /other/renamed.txt");
+  EXPECT_TRUE(into_ro.err.starts_with("mesa: EROFS: ")) << into_ro;
+
+  ASSERT_EQ(Mesa("fs flush " + m.id + " data").code, 0);
+  std::string working = Mesa("fs changes current " + m.id + " data --json").Json().value("change_id", "");
+  EXPECT_NE(working, c1_);  // forked on the first write
+  EXPECT_EQ(Mesa("bookmarks get data main --json").Json().value("change_id", ""), c1_);  // main stays
+  Result served = Mesa("content get data notes/new.txt --change " + working);
+  EXPECT_EQ(served.out, "first line\nsecond\n") << served;
+  Result blob = Mesa("content get data blob.copy --change " + working);
+  EXPECT_TRUE(blob.out == binary_) << blob.out.size();
+  Result gone = Mesa("content get data text.txt --change " + working);
+  EXPECT_EQ(gone.code, 6) << gone;
+
+  Result listed = Mesa("fs changes list " + m.id + " data");
+  ASSERT_EQ(listed.code, 0) << listed;
+  EXPECT_NE(listed.out.find(working), std::string::npos) << listed;
+  EXPECT_NE(listed.out.find(c1_), std::string::npos) << listed;
+
+  // Bookmarks at the working change; a new change on main; back to the first by bookmark.
+  Result bc = Mesa("fs bookmarks create " + m.id + " data wip");
+  ASSERT_EQ(bc.code, 0) << bc;
+  EXPECT_NE(bc.out.find("change_id: " + working), std::string::npos) << bc;
+  EXPECT_EQ(Mesa("fs bookmarks create " + m.id + " data wip").code, 7);
+  Result fresh = Mesa("fs changes new " + m.id + " data --bookmark main -m " + Q("second try") + " --json");
+  ASSERT_EQ(fresh.code, 0) << fresh;
+  std::string second = fresh.Json().value("change_id", "");
+  EXPECT_NE(second, working);
+  EXPECT_EQ(ReadFile(m.path + "/data/text.txt"), "hello, mount\n");  // the view switched to main's tree
+  EXPECT_FALSE(fsys::exists(m.path + "/data/notes"));
+  ASSERT_EQ(Mesa("fs bookmarks move " + m.id + " data wip --change " + second).code, 0);
+  Result bl = Mesa("fs bookmarks list " + m.id + " data --json");
+  bool moved = false;
+  const json bookmarks = bl.Json();
+  for (const auto& b : bookmarks["items"]) moved = moved || (b["name"] == "wip" && b["change_id"] == second);
+  EXPECT_TRUE(moved) << bl << "\nwanted wip at " << second;
+  ASSERT_EQ(Mesa("fs changes edit " + m.id + " data --change " + working).code, 0);
+  EXPECT_EQ(ReadFile(m.path + "/data/notes/new.txt"), "first line\nsecond\n");
+
+  EXPECT_EQ(Mesa("fs changes jump " + m.id + " data").code, 2);
+  EXPECT_EQ(Mesa("fs changes edit " + m.id + " data").code, 2);
+  EXPECT_EQ(Mesa("fs chmod " + m.id + " /data/blob.copy 9z").code, 2);
+  EXPECT_EQ(Mesa("fs write " + m.id + " /data/x --data a --from b").code, 2);
+}
+
 }  // namespace
 }  // namespace mesa::testing

@@ -370,9 +370,11 @@ TEST_F(CliTest, StatusAndUnreachableDaemon) {
   EXPECT_EQ(st.Field("api_mode"), "embedded");
   EXPECT_EQ(st.Field("api_url"), "embedded");
   EXPECT_EQ(st.Field("backend_reachable"), "yes");
-  EXPECT_EQ(st.Field("sessions"), "1");
+  EXPECT_EQ(st.Field("sessions"), "0");  // status never provisions a session itself
   EXPECT_EQ(st.Field("mounts"), "0");
   EXPECT_FALSE(st.Field("version").empty());
+  ASSERT_EQ(Mesa("whoami").code, 0);  // the first real call does
+  EXPECT_EQ(Mesa("status").Field("sessions"), "1");
 
   // --socket beats $MESA_SOCKET; --json is the StatusResponse.
   Result js = Mesa("--socket " + Q(socket_) + " status --json", "MESA_SOCKET=/nonexistent/x.sock");

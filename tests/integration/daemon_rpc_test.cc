@@ -94,6 +94,59 @@ TEST_P(DaemonRpcTest, WhoamiOrgAndSessions) {
   }
 }
 
+// Logout of the default session promotes the newest other one; on the embedded store the key
+// mesad made for the uid dies with its session. Bad login input is a local INVALID_ARGUMENT
+// (no HTTP status: no server was asked).
+TEST_P(DaemonRpcTest, LogoutPromotesAnotherSessionAndRevokesProvisionedKeys) {
+  v1::Whoami first = client_->sessions().whoami();  // provisions (embedded) or uses the login
+  dv1::CreateApiKeyRequest extra;
+  extra.set_name("second");
+  extra.add_scopes("admin");
+  v1::ApiKey second_key = client_->api_keys().create(extra);
+  dv1::LoginRequest login;
+  login.set_api_key(second_key.key());
+  if (server_) login.set_api_url(server_->api_url());
+  std::string second = client_->sessions().login(login).session_id();
+  auto before = client_->sessions().list();
+  ASSERT_EQ(before.size(), 2u);
+  std::string first_id;
+  for (const auto& s : before) {
+    if (s.is_default()) first_id = s.id();
+  }
+  ASSERT_FALSE(first_id.empty());
+  ASSERT_NE(first_id, second);
+
+  client_->sessions().logout(first_id);
+  auto after = client_->sessions().list();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].id(), second);
+  EXPECT_TRUE(after[0].is_default());
+  EXPECT_EQ(client_->sessions().whoami().key_id(), second_key.id());
+
+  if (!server_) {
+    // The provisioned key of the first session is revoked now.
+    dv1::ListApiKeysRequest revoked;
+    revoked.set_status("revoked");
+    auto keys = client_->api_keys().list_all(revoked);
+    bool found = false;
+    for (const auto& k : keys) found = found || k.id() == first.key_id();
+    EXPECT_TRUE(found) << "key " << first.key_id() << " of the logged-out session is not revoked";
+  }
+
+  dv1::LoginRequest bad_url;
+  bad_url.set_api_key("mesa_x");
+  bad_url.set_api_url("ftp://example.com");
+  try {
+    client_->sessions().login(bad_url);
+    FAIL() << "expected InvalidArgumentError";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.grpc_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(e.code(), "INVALID_API_URL");
+    EXPECT_EQ(e.http_status(), 0);
+  }
+  EXPECT_EQ(client_->sessions().list().size(), 1u);  // nothing was added
+}
+
 TEST_P(DaemonRpcTest, ReposEveryRpc) {
   dv1::CreateRepoRequest create;
   create.set_name("alpha");

@@ -190,8 +190,41 @@ class Files : ClientResource {
   bool exists(const std::string& mount, const std::string& path);
   std::string readlink(const std::string& mount, const std::string& path);
 
+  // Writes go to the mount's overlay at once and reach the server with the next flush
+  // (Workspace::flush, or mesad's own flusher). Errors carry errno names (EROFS, EXDEV, ...).
+  uint64_t write(const std::string& mount, const std::string& path, const std::string& data);  // replace; new size
+  uint64_t write_at(const std::string& mount, const std::string& path, const std::string& data, uint64_t offset);
+  uint64_t append(const std::string& mount, const std::string& path, const std::string& data);
+  dv1::FileStat mkdir(const std::string& mount, const std::string& path, bool parents = false);
+  void remove(const std::string& mount, const std::string& path, bool recursive = false, bool force = false);
+  void rename(const std::string& mount, const std::string& from, const std::string& to);
+  dv1::FileStat chmod(const std::string& mount, const std::string& path, uint32_t mode);
+
  private:
   std::unique_ptr<dv1::Files::Stub> stub_;
+};
+
+// The working change of each writable repo of a mount (SDK 0.38.0 `fs.changes` / `fs.bookmarks`).
+class Workspace : ClientResource {
+ public:
+  explicit Workspace(Client* c);
+  // A new change on `bookmark` or `change_id` (one of them); the repo's view switches to it.
+  dv1::ChangeRef changes_new(const std::string& mount, const std::string& repo, const std::string& bookmark,
+                             const std::string& change_id = "", const std::optional<std::string>& message = {});
+  // Switches the view to an existing change (by id, or the change a bookmark points at).
+  dv1::ChangeRef changes_edit(const std::string& mount, const std::string& repo, const std::string& change_id,
+                              const std::string& bookmark = "");
+  std::vector<v1::Change> changes_list(const std::string& mount, const std::string& repo, int limit = 50);
+  dv1::ChangeRef changes_current(const std::string& mount, const std::string& repo);
+  v1::Bookmark bookmarks_create(const std::string& mount, const std::string& repo, const std::string& name);
+  v1::Bookmark bookmarks_move(const std::string& mount, const std::string& repo, const std::string& name,
+                              const std::string& change_id);
+  std::vector<v1::Bookmark> bookmarks_list(const std::string& mount, const std::string& repo);
+  // Uploads pending writes (of `repo`, or of every repo when empty) and waits for the server.
+  void flush(const std::string& mount, const std::string& repo = "", int timeout_ms = 0);
+
+ private:
+  std::unique_ptr<dv1::Workspace::Stub> stub_;
 };
 
 // Commands inside a mount: `bash -c COMMAND` in mesad's sandbox, as the calling user, with the
@@ -232,6 +265,7 @@ class Client {
   Mounts& mounts() { return *mounts_; }
   Files& files() { return *files_; }
   Exec& exec() { return *exec_; }
+  Workspace& workspace() { return *workspace_; }
 
   v1::OrgSummary org();
   dv1::StatusResponse status();
@@ -255,6 +289,7 @@ class Client {
   std::unique_ptr<Mounts> mounts_;
   std::unique_ptr<Files> files_;
   std::unique_ptr<Exec> exec_;
+  std::unique_ptr<Workspace> workspace_;
 };
 
 }  // namespace mesa
