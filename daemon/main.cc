@@ -20,6 +20,7 @@
 #include "daemon/config/config.h"
 #include "daemon/embedded/embedded_api.h"
 #include "daemon/exec/exec_manager.h"
+#include "daemon/exec/sandbox.h"
 #include "daemon/log.h"
 #include "daemon/metrics/metrics.h"
 #include "daemon/metrics/metrics_server.h"
@@ -202,12 +203,15 @@ int main(int argc, char** argv) {
   SessionManager sessions({config.state_dir, config.api_url, embedded.get(), &rest});
   if (auto st = sessions.Load(); !st.ok()) return Die(std::string(st.message()));
 
+  RaiseNoFileLimit();  // one descriptor per overlay file and per cached blob in use
   MountManagerOptions mount_options;
   mount_options.runtime_dir = config.runtime_dir;
   mount_options.state_dir = config.state_dir;
   mount_options.cache_dir = config.cache_dir;
   mount_options.cache_max_bytes = config.cache_max_bytes;
   mount_options.backend_timeout_ms = config.fs_backend_timeout_ms;
+  mount_options.flush_idle_ms = config.fs_flush_idle_ms;
+  mount_options.overlay_max_bytes = config.fs_overlay_max_bytes;
   mount_options.sessions = &sessions;
   mount_options.fuse.max_threads = static_cast<unsigned>(config.fuse_threads);
   MountManager mounts(mount_options);

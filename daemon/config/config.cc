@@ -22,7 +22,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
         "socket", "state_dir", "cache_dir", "api_url", "log_level", "connect_timeout_ms",
         "request_timeout_ms", "max_attempts", "backoff_initial_ms", "backoff_max_ms", "rpc_threads",
         "max_message_bytes", "embedded_access_log", "runtime_dir", "cache_max_bytes",
-        "fs_backend_timeout_ms", "fuse_threads",
+        "fs_backend_timeout_ms", "fs_flush_idle_ms", "fs_overlay_max_bytes", "fuse_threads",
         "exec_bwrap", "exec_shim", "exec_timeout_default_ms", "exec_timeout_max_ms", "exec_output_cap_bytes",
         "exec_max_per_uid", "exec_max_total", "exec_network", "exec_pids_max", "exec_pids_cgroup", "exec_kill_grace_ms",
         "exec_tmpfs_max_bytes", "shutdown_drain_timeout_ms", "shutdown_flush_timeout_ms", "metrics_listen"};
@@ -55,6 +55,8 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     str("runtime_dir", c.runtime_dir);
     num("cache_max_bytes", c.cache_max_bytes);
     num("fs_backend_timeout_ms", c.fs_backend_timeout_ms);
+    num("fs_flush_idle_ms", c.fs_flush_idle_ms);
+    num("fs_overlay_max_bytes", c.fs_overlay_max_bytes);
     num("fuse_threads", c.fuse_threads);
     str("exec_bwrap", c.exec_bwrap);
     str("exec_shim", c.exec_shim);
@@ -84,6 +86,8 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
   if (c.exec_kill_grace_ms < 0) return rest::InternalError(path + ": exec_kill_grace_ms must not be negative");
   if (c.shutdown_drain_timeout_ms < 0 || c.shutdown_flush_timeout_ms < 0)
     return rest::InternalError(path + ": shutdown_drain_timeout_ms and shutdown_flush_timeout_ms must not be negative");
+  if (c.fs_flush_idle_ms < 1 || c.fs_overlay_max_bytes < 1)
+    return rest::InternalError(path + ": fs_flush_idle_ms and fs_overlay_max_bytes must be at least 1");
   if (c.connect_timeout_ms < 1 || c.request_timeout_ms < 1 || c.fs_backend_timeout_ms < 1)
     return rest::InternalError(path + ": connect_timeout_ms, request_timeout_ms and fs_backend_timeout_ms must be at least 1");
   return warnings;
@@ -144,6 +148,8 @@ const std::vector<KeyInfo>& Keys() {
       Key("runtime_dir", false, &DaemonConfig::runtime_dir),
       Key("cache_max_bytes", true, &DaemonConfig::cache_max_bytes),
       Key("fs_backend_timeout_ms", true, &DaemonConfig::fs_backend_timeout_ms),
+      Key("fs_flush_idle_ms", false, &DaemonConfig::fs_flush_idle_ms),
+      Key("fs_overlay_max_bytes", false, &DaemonConfig::fs_overlay_max_bytes),
       Key("fuse_threads", false, &DaemonConfig::fuse_threads),
       Key("exec_bwrap", false, &DaemonConfig::exec_bwrap),
       Key("exec_shim", false, &DaemonConfig::exec_shim),

@@ -36,6 +36,8 @@ struct DaemonConfig {
   std::string runtime_dir = "/run/mesad/mounts";
   uint64_t cache_max_bytes = 10ull << 30;
   int fs_backend_timeout_ms = 20000;
+  int fs_flush_idle_ms = 200;
+  uint64_t fs_overlay_max_bytes = 1ull << 30;
   int fuse_threads = 16;
 
   // Exec (bash in a bubblewrap sandbox inside a mount)

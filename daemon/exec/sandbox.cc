@@ -22,6 +22,9 @@
 namespace mesa::daemon {
 namespace {
 
+// The soft RLIMIT_NOFILE mesad started with; 0: unchanged (see RaiseNoFileLimit).
+rlim_t g_child_nofile_soft = 0;
+
 // The fds bwrap gets (see BwrapOptions and the shim's argv).
 constexpr int kArgsFd = 3;
 constexpr int kBwrapStatusFd = 4;
@@ -119,6 +122,13 @@ int RunChild(void* arg) {
   fcntl(kExecErrorFd, F_SETFD, FD_CLOEXEC);
   if (setpgid(0, 0) != 0) ChildFail(1);
   if (p.cgroup_procs_fd >= 0 && write(p.cgroup_procs_fd, "0", 1) != 1) ChildFail(2);
+  if (g_child_nofile_soft > 0) {
+    struct rlimit lim {};
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+      lim.rlim_cur = g_child_nofile_soft;
+      setrlimit(RLIMIT_NOFILE, &lim);
+    }
+  }
   if (p.rlimit_nproc > 0) {
     // The user namespace bwrap creates takes this as the limit at its creator's level (all of
     // the uid's processes): none, when mesad may lift it (CAP_SYS_RESOURCE); else mesad's own.
@@ -332,6 +342,14 @@ absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const San
   out.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   for (int& fd : parent_side.fds) fd = -1;  // owned by `out` now
   return out;
+}
+
+void RaiseNoFileLimit() {
+  struct rlimit lim {};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  rlim_t original = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &lim) == 0) g_child_nofile_soft = original;
 }
 
 }  // namespace mesa::daemon

@@ -82,4 +82,9 @@ std::vector<std::string> BwrapOptions(const SandboxSpec& spec);
 // "exit-code" status, with bwrap's message on stderr.
 absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const SandboxSpec& spec);
 
+// Raises this process's soft RLIMIT_NOFILE to its hard limit (a mount keeps a descriptor per
+// file written and not yet dropped) and has sandboxed commands start with the original soft
+// limit again (select()-based programs expect at most 1024).
+void RaiseNoFileLimit();
+
 }  // namespace mesa::daemon

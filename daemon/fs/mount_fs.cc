@@ -656,9 +656,10 @@ Result<size_t> MountFs::Write(uint64_t ino, const char* data, size_t size, uint6
     r.overlay_bytes += end - n.size;
     n.size = end;
   }
+  r.dirty_bytes += done;
   n.mtime_ns = NowNs();
   MarkDirtyLocked(repo, n.path);
-  if (r.overlay_bytes >= options_.flush_threshold_bytes) flush_cv_.notify_all();
+  if (r.dirty_bytes >= options_.flush_threshold_bytes) flush_cv_.notify_all();
   lock.unlock();
   InvalidateInode(ino, kernel);
   return done;
@@ -1102,7 +1103,7 @@ void MountFs::FlusherLoop() {
         continue;
       }
       bool due = r.flush_requested || now - r.last_write_ms >= options_.flush_idle_ms ||
-                 r.overlay_bytes >= options_.flush_threshold_bytes;
+                 r.dirty_bytes >= options_.flush_threshold_bytes;
       if (!due) {
         next_wake = std::min(next_wake, r.last_write_ms + options_.flush_idle_ms);
         continue;
@@ -1125,6 +1126,7 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
   const std::string repo = r.spec.name;
   const uint64_t snapshot_seq = r.seq;
   std::map<std::string, Pending> batch = r.pending;
+  r.dirty_bytes = 0;  // what is written from now on counts towards the next upload
 
   auto fail = [&](const absl::Status& st) {
     RepoView& rv = repos_[i];
@@ -1281,6 +1283,13 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
     }
   }
   if (rv.pending.empty()) rv.uploaded_seq = snapshot_seq;
+  // Confirmed files no longer count against the overlay cap.
+  uint64_t unconfirmed = 0;
+  for (const auto& [path, p] : rv.pending) {
+    auto ino = FindLocked(static_cast<int>(i), path);
+    if (ino && nodes_[*ino - 1].kind == Kind::kFile && !nodes_[*ino - 1].removed) unconfirmed += nodes_[*ino - 1].size;
+  }
+  rv.overlay_bytes = unconfirmed;
   SaveStateLocked(static_cast<int>(i), true);
   ++rv.attempts;
   uploaded_cv_.notify_all();
@@ -1375,6 +1384,7 @@ absl::Status MountFs::SwitchView(const std::string& repo, const Revision& revisi
     r.confirmed_upserts.clear();
     r.confirmed_deletes.clear();
     r.overlay_bytes = 0;
+    r.dirty_bytes = 0;
     overlay_->Clear(repo);
     MakeRepoRootLocked(idx);
     SaveStateLocked(i, true);

@@ -240,7 +240,11 @@ class MountFs {
     std::set<std::string> inflight_upserts;  // being uploaded right now: may be on the server
     uint64_t seq = 0;
     uint64_t uploaded_seq = 0;  // every mutation <= this is on the server
+    // Bytes of files not yet confirmed by the server (the overlay cap applies to these);
+    // recomputed after every successful upload.
     uint64_t overlay_bytes = 0;
+    // Bytes written since the last upload started: the flusher's size threshold.
+    uint64_t dirty_bytes = 0;
     int64_t last_write_ms = 0;
     bool flush_requested = false;
     int failures = 0;

@@ -134,7 +134,7 @@ TEST_F(ApiTest, RepoListPaginatesAndFilters) {
   EXPECT_EQ(Get("/v1/acme").json["num_repos"], 5);
 
   json ids = json::array({Get("/v1/acme/r0").json["id"], Get("/v1/acme/r1").json["id"]});
-  Resp bulk = Call("PATCH", "/v1/acme/repos/tags", new json({{"repo_ids", ids}, {"action", "set"}, {"key", "tier"}, {"value", "gold"}}));
+  Resp bulk = Call("PATCH", "/v1/acme/repos/tags", Body(json({{"repo_ids", ids}, {"action", "set"}, {"key", "tier"}, {"value", "gold"}})));
   ASSERT_EQ(bulk.status, 200) << bulk.body;
   EXPECT_EQ(bulk.json["updated"], 2);
   EXPECT_EQ(Get("/v1/acme/r0").json["tags"]["tier"], "gold");
@@ -348,9 +348,9 @@ TEST_F(ApiTest, ScopesAndRepoRestrictions) {
   CreateRepo("secret");
   std::string read = NewKey({"read"});
   std::string write = NewKey({"write"});
-  ExpectError(Call("POST", "/v1/acme/repos", new json({{"name", "x"}}), read), 403, "FORBIDDEN");
+  ExpectError(Call("POST", "/v1/acme/repos", Body(json({{"name", "x"}})), read), 403, "FORBIDDEN");
   EXPECT_EQ(Call("GET", "/v1/acme/repos", nullptr, read).status, 200);
-  EXPECT_EQ(Call("POST", "/v1/acme/repos", new json({{"name", "by-writer"}}), write).status, 201);
+  EXPECT_EQ(Call("POST", "/v1/acme/repos", Body(json({{"name", "by-writer"}})), write).status, 201);
   ExpectError(Call("GET", "/v1/acme/api-keys", nullptr, write), 403, "FORBIDDEN");
 
   std::string open_id = Get("/v1/acme/open").json["id"];
@@ -386,7 +386,7 @@ TEST_F(ApiTest, ApiKeysLifecycle) {
 
 TEST_F(ApiTest, RoutingErrorsAndAccessLog) {
   ExpectError(Get("/v2/whoami"), 404, "NOT_FOUND");
-  ExpectError(Call("PUT", "/v1/acme/repos", new json(json::object())), 405, "METHOD_NOT_ALLOWED");
+  ExpectError(Call("PUT", "/v1/acme/repos", Body(json(json::object()))), 405, "METHOD_NOT_ALLOWED");
   ExpectError(Get("/v1/acme/repos/x/y/z"), 404, "NOT_FOUND");
   ExpectError(Get("/v1/acme/c%zz"), 400, "VALIDATION_ERROR");
   // One access-log line per request, without credentials.

@@ -32,6 +32,8 @@ class HttpFixture : public ::testing::Test {
 
   Resp Call(const std::string& method, const std::string& path, const nlohmann::json* body = nullptr,
             const std::string& key = "", const httplib::Headers& extra = {});
+  // A body argument for Call: the temporary lives until the end of the calling expression.
+  static const nlohmann::json* Body(const nlohmann::json& body) { return &body; }
   Resp Get(const std::string& path, const httplib::Headers& extra = {}) { return Call("GET", path, nullptr, "", extra); }
   Resp Post(const std::string& path, const nlohmann::json& body) { return Call("POST", path, &body); }
   Resp Patch(const std::string& path, const nlohmann::json& body) { return Call("PATCH", path, &body); }

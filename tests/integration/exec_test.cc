@@ -420,9 +420,16 @@ TEST_F(ExecFloodTest, OneGigabyteIsCappedAndMesadStaysFlat) {
   EXPECT_EQ(s.streamed_stdout, 256ull << 20);
   EXPECT_EQ(s.result.stdout_bytes(), 256ull << 20);
   uint64_t after_stream = PeakRss(mesad);
-  // The cap is 1 MiB per stream; allow for gRPC's buffers and allocator slack.
-  EXPECT_LT(after_unary - before, 24ull << 20) << "peak RSS " << before << " -> " << after_unary;
-  EXPECT_LT(after_stream - before, 24ull << 20) << "peak RSS " << before << " -> " << after_stream;
+  // The cap is 1 MiB per stream; allow for gRPC's buffers and allocator slack. Under
+  // AddressSanitizer freed chunks sit in its quarantine (256 MiB by default), so only a flood
+  // that is held whole (1 GiB) would fail there.
+#if defined(__SANITIZE_ADDRESS__)
+  const uint64_t slack = 320ull << 20;
+#else
+  const uint64_t slack = 24ull << 20;
+#endif
+  EXPECT_LT(after_unary - before, slack) << "peak RSS " << before << " -> " << after_unary;
+  EXPECT_LT(after_stream - before, slack) << "peak RSS " << before << " -> " << after_stream;
   RecordProperty("mesad_peak_rss_before", std::to_string(before));
   RecordProperty("mesad_peak_rss_after", std::to_string(after_stream));
 }

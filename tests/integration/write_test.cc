@@ -462,6 +462,36 @@ TEST_F(WriteTest, KillNineMidBurstLosesNoAcknowledgedWrite) {
   EXPECT_EQ(ReadFile(r + "/" + acked.begin()->first), acked.begin()->second);
 }
 
+// The overlay cap (fs_overlay_max_bytes) bounds unconfirmed bytes only: confirmed writes free
+// their share, so a mount can write far more than the cap over its life; with the server down
+// the cap is reached and writes fail with ENOSPC, and nothing acknowledged is lost.
+TEST_F(WriteTest, OverlayCapCountsOnlyUnconfirmedBytes) {
+  std::string config = dir_.path() + "/capped.yaml";
+  ASSERT_TRUE(WriteFile(config, "fs_overlay_max_bytes: 1048576\nfs_flush_idle_ms: 50\n"));
+  client_.reset();
+  mesad_.reset();
+  mesad_ = std::make_unique<MesadProcess>(dir_.path(), server_->api_url(),
+                                          std::vector<std::string>{"--runtime-dir", dir_.path() + "/run", "--config", config});
+  client_ = mesad_->NewClient();
+  seed_->Bookmark("cap", "main", seed_->Change("cap", seed_->Root(), {Op("seed", "s")}));
+  auto m = Mount({{"cap", "rw"}});
+  std::string r = m.path() + "/cap";
+  const std::string chunk = RandomBytes(600 << 10, 3);
+  for (int i = 0; i < 4; ++i) {  // 2.4 MiB in all, each confirmed before the next
+    ASSERT_TRUE(WriteFile(r + "/f" + std::to_string(i), chunk)) << "file " << i;
+    Flush(m.id());
+  }
+  std::string change = Current(m.id(), "cap");
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(ServerRead("cap", "f" + std::to_string(i), change) == chunk) << i;
+
+  server_->Kill(SIGKILL);  // uploads fail from now on
+  ASSERT_TRUE(WriteFile(r + "/g0", chunk));
+  auto second = WriteFile(r + "/g1", chunk);  // 1.2 MiB unconfirmed > 1 MiB
+  EXPECT_FALSE(second);
+  EXPECT_NE(std::string(second.message()).find("No space left on device"), std::string::npos) << second.message();
+  EXPECT_EQ(ReadFile(r + "/g0"), chunk);  // the acknowledged write is still there
+}
+
 TEST_F(WriteTest, ConcurrentPatchOfTheSameChangeLosesNothing) {
   seed_->Bookmark("cc", "main", seed_->Change("cc", seed_->Root(), {Op("seed", "s")}));
   auto m = Mount({{"cc", "rw"}});
