@@ -1,31 +1,51 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: installs, builds, starts mesa-server on a fresh
-# local store, creates a demo repo with a change, and prints it.
+# The main job on the embedded default: installs, builds, starts mesad on a fresh state dir
+# (no account: its embedded mesa-server store), creates a demo repo with a change through the
+# `mesa` CLI, mounts it with FUSE, lists and reads it through the kernel, runs a command inside
+# the mount in the sandbox, writes a file through the mount and shows the change it became.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ "${MESA_SKIP_DEPS:-0}" == 1 ]] || scripts/install-deps.sh
 scripts/build.sh
-bin=build/server/mesa-server
-data=$(mktemp -d /tmp/mesa-demo.XXXXXX)
-sock="$data/api.sock"
-key=$("$bin" init --data "$data/store" --org demo | tail -n 1)
-"$bin" serve --data "$data/store" --listen "unix:$sock" --access-log "$data/access.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 100); do [[ -S "$sock" ]] && break; sleep 0.05; done
+mesad=$PWD/build/daemon/mesad
+mesa=$PWD/build/client/mesa
+work=$(mktemp -d /tmp/mesa-demo.XXXXXX)
+export MESA_SOCKET=$work/mesad.sock
+"$mesad" --socket "$MESA_SOCKET" --state-dir "$work/state" --cache-dir "$work/cache" --runtime-dir "$work/run" \
+  2>"$work/mesad.log" &
+daemon=$!
+cleanup() {
+  kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null  # SIGTERM: flush, unmount, exit 0
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 200); do "$mesa" status >/dev/null 2>&1 && break; sleep 0.05; done
 
-api() { curl -sS --fail-with-body --unix-socket "$sock" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' "$@"; }
-b64() { printf '%s' "$1" | base64 -w0; }
-echo "== whoami"; api http://mesa/v1/whoami; echo
-echo "== create repo demo-repo"; api -X POST http://mesa/v1/demo/repos -d '{"name":"demo-repo"}'; echo
-change=$(api -X POST http://mesa/v1/demo/demo-repo/changes -d "{
-  \"base_change_id\": \"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\", \"message\": \"Add a greeting\",
-  \"author\": {\"name\": \"Demo\", \"email\": \"demo@example.com\"},
-  \"files\": [{\"path\": \"README.md\", \"content\": \"$(b64 $'# demo-repo\n')\"},
-              {\"path\": \"bin/hello\", \"content\": \"$(b64 $'#!/bin/sh\necho hello from mesa\n')\", \"mode\": \"100755\"}]}")
-echo "== change"; echo "$change"
-id=$(sed -E 's/.*"id":"([k-z]{32})".*/\1/' <<<"$change")
-echo "== move main to it"; api -X PATCH http://mesa/v1/demo/demo-repo/bookmarks/main -d "{\"change_id\":\"$id\"}"; echo
-echo "== tree at main"; api "http://mesa/v1/demo/demo-repo/content?depth=2"; echo
-echo "== bin/hello"; api -H 'Accept: application/octet-stream' "http://mesa/v1/demo/demo-repo/content?path=bin/hello"
-echo "== diff from the root"; api -H 'Accept: text/plain' "http://mesa/v1/demo/demo-repo/diff?base_change_id=zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz&head_change_id=$id"
+step() { printf '\n== %s\n' "$*"; }
+step "mesad"; "$mesa" status
+step "whoami (an org of your own on the embedded store)"; "$mesa" whoami
+step "create repo demo-repo"; "$mesa" repos create demo-repo
+printf '# demo-repo\n' >"$work/README.md"
+printf '#!/bin/sh\necho "hello from mesa, running as $(id -un) in $(pwd)"\n' >"$work/hello"
+change=$("$mesa" changes create demo-repo --base zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz -m "Add a greeting" \
+  --file "README.md=$work/README.md" --exec-file "bin/hello=$work/hello" --json | sed -nE 's/^  "id": "([k-z]{32})".*/\1/p')
+echo "change $change"
+"$mesa" bookmarks move demo-repo main "$change"
+
+step "mount demo-repo"
+mount_out=$("$mesa" mount demo-repo)
+echo "$mount_out"
+mount_id=$(sed -nE '1s/^mounted (mnt_[A-Za-z0-9]+) at .*/\1/p' <<<"$mount_out")
+mount_path=$(sed -nE '1s/^mounted mnt_[A-Za-z0-9]+ at (.*)/\1/p' <<<"$mount_out")
+step "ls -lR $mount_path (through the kernel)"; ls -lR "$mount_path"
+step "cat README.md"; cat "$mount_path/demo-repo/README.md"
+step "mesa exec $mount_id --cwd /demo-repo -- ./bin/hello (bubblewrap sandbox)"
+"$mesa" exec "$mount_id" --cwd /demo-repo -- ./bin/hello
+step "write a file through the mount and flush"
+echo "written through FUSE" >"$mount_path/demo-repo/NOTES.txt"
+"$mesa" fs flush "$mount_id" demo-repo
+"$mesa" fs changes current "$mount_id" demo-repo
+working=$("$mesa" fs changes current "$mount_id" demo-repo --json | sed -nE 's/.*"change_id": "([k-z]{32})".*/\1/p')
+step "the working change on the server (main did not move)"
+"$mesa" diff demo-repo "$change" "$working"
+"$mesa" unmount "$mount_id"
