@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
+#include "tests/cli/cli_result.h"
 #include "tests/unit/test_util.h"
 
 namespace mesa::testing {
@@ -66,30 +67,7 @@ std::string RandomBytes(size_t n, uint32_t seed) {
   return s;
 }
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-  json Json() const {
-    auto j = json::parse(out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << out;
-    return j;
-  }
-  // The value of a "key: value" line.
-  std::string Field(const std::string& key) const {
-    std::istringstream in(out);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind(key + ": ", 0) == 0) return line.substr(key.size() + 2);
-    }
-    ADD_FAILURE() << "no '" << key << ":' line in:\n" << out;
-    return "";
-  }
-};
-
-std::ostream& operator<<(std::ostream& os, const Result& r) {
-  return os << "exit " << r.code << "\n--- stdout\n" << r.out << "--- stderr\n" << r.err;
-}
+using Result = CliResult;
 
 struct Mounted {
   std::string id;
