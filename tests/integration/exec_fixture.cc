@@ -489,8 +489,16 @@ std::vector<std::string> ExecTest::Leftovers(uid_t uid, int ms) {
     std::vector<std::string> left;
     for (pid_t p : ProcessesOf(uid)) {
       if (std::find(agent_pids_.begin(), agent_pids_.end(), p) != agent_pids_.end()) continue;
-      std::ifstream in("/proc/" + std::to_string(p) + "/cmdline");
-      std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      // read(2), not istreambuf_iterator: a process that exits between open and read makes the
+      // read fail with ESRCH, which libstdc++'s filebuf turns into an exception.
+      std::string cmdline;
+      int fd = open(("/proc/" + std::to_string(p) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        char buf[512];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0) cmdline.assign(buf, static_cast<size_t>(n));
+        close(fd);
+      }
       std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
       left.push_back(std::to_string(p) + " (" + cmdline + ")");
     }
