@@ -214,6 +214,7 @@ int main(int argc, char** argv) {
   mount_options.overlay_max_bytes = config.fs_overlay_max_bytes;
   mount_options.sessions = &sessions;
   mount_options.fuse.max_threads = static_cast<unsigned>(config.fuse_threads);
+  mount_options.fuse.read_ahead_kb = static_cast<unsigned>(config.fuse_read_ahead_kb);
   MountManager mounts(mount_options);
   // Persisted mounts come back (stale ones of a crashed predecessor detached first) before
   // READY=1: a client that sees mesad ready sees its mounts.

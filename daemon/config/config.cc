@@ -22,7 +22,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
         "socket", "state_dir", "cache_dir", "api_url", "log_level", "connect_timeout_ms",
         "request_timeout_ms", "max_attempts", "backoff_initial_ms", "backoff_max_ms", "rpc_threads",
         "max_message_bytes", "embedded_access_log", "runtime_dir", "cache_max_bytes",
-        "fs_backend_timeout_ms", "fs_flush_idle_ms", "fs_overlay_max_bytes", "fuse_threads",
+        "fs_backend_timeout_ms", "fs_flush_idle_ms", "fs_overlay_max_bytes", "fuse_threads", "fuse_read_ahead_kb",
         "exec_bwrap", "exec_shim", "exec_timeout_default_ms", "exec_timeout_max_ms", "exec_output_cap_bytes",
         "exec_max_per_uid", "exec_max_total", "exec_network", "exec_pids_max", "exec_pids_cgroup", "exec_kill_grace_ms",
         "exec_tmpfs_max_bytes", "shutdown_drain_timeout_ms", "shutdown_flush_timeout_ms", "metrics_listen"};
@@ -58,6 +58,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     num("fs_flush_idle_ms", c.fs_flush_idle_ms);
     num("fs_overlay_max_bytes", c.fs_overlay_max_bytes);
     num("fuse_threads", c.fuse_threads);
+    num("fuse_read_ahead_kb", c.fuse_read_ahead_kb);
     str("exec_bwrap", c.exec_bwrap);
     str("exec_shim", c.exec_shim);
     num("exec_timeout_default_ms", c.exec_timeout_default_ms);
@@ -88,6 +89,8 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     return rest::InternalError(path + ": shutdown_drain_timeout_ms and shutdown_flush_timeout_ms must not be negative");
   if (c.fs_flush_idle_ms < 1 || c.fs_overlay_max_bytes < 1)
     return rest::InternalError(path + ": fs_flush_idle_ms and fs_overlay_max_bytes must be at least 1");
+  if (c.fuse_read_ahead_kb < 0 || c.fuse_read_ahead_kb > 65536)
+    return rest::InternalError(path + ": fuse_read_ahead_kb must be between 0 and 65536");
   if (c.connect_timeout_ms < 1 || c.request_timeout_ms < 1 || c.fs_backend_timeout_ms < 1)
     return rest::InternalError(path + ": connect_timeout_ms, request_timeout_ms and fs_backend_timeout_ms must be at least 1");
   return warnings;
@@ -151,6 +154,7 @@ const std::vector<KeyInfo>& Keys() {
       Key("fs_flush_idle_ms", false, &DaemonConfig::fs_flush_idle_ms),
       Key("fs_overlay_max_bytes", false, &DaemonConfig::fs_overlay_max_bytes),
       Key("fuse_threads", false, &DaemonConfig::fuse_threads),
+      Key("fuse_read_ahead_kb", false, &DaemonConfig::fuse_read_ahead_kb),
       Key("exec_bwrap", false, &DaemonConfig::exec_bwrap),
       Key("exec_shim", false, &DaemonConfig::exec_shim),
       Key("exec_timeout_default_ms", true, &DaemonConfig::exec_timeout_default_ms),

@@ -39,6 +39,7 @@ struct DaemonConfig {
   int fs_flush_idle_ms = 200;
   uint64_t fs_overlay_max_bytes = 1ull << 30;
   int fuse_threads = 16;
+  int fuse_read_ahead_kb = 1024;
 
   // Exec (bash in a bubblewrap sandbox inside a mount)
   std::string exec_bwrap = "/usr/bin/bwrap";

@@ -181,6 +181,14 @@ bool MountFs::HasReadOnlyRepo() const {
   return false;
 }
 
+bool MountFs::AllReadOnly() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& r : repos_) {
+    if (!r.spec.read_only) return false;
+  }
+  return true;
+}
+
 bool MountFs::ReadOnly(uint64_t ino) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (ino == 0 || ino > nodes_.size()) return true;

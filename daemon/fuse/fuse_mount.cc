@@ -34,6 +34,9 @@ struct Timed<kOp, kFn> {
 };
 
 struct FuseOps {
+  static constexpr size_t kPrefetchMinRequest = 128 << 10;
+  static constexpr size_t kPrefetchRequests = 4;
+
   static FuseMount* Self(fuse_req_t req) { return static_cast<FuseMount*>(fuse_req_userdata(req)); }
 
   // Only the mount's owner gets past here (the kernel's default_permissions check on the
@@ -80,7 +83,7 @@ struct FuseOps {
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_CACHE_SYMLINKS);
     want(FUSE_CAP_READDIRPLUS);
-    if (!m->has_read_only_) want(FUSE_CAP_NO_OPEN_SUPPORT);
+    if (!m->has_read_only_ || m->all_read_only_) want(FUSE_CAP_NO_OPEN_SUPPORT);
     want(FUSE_CAP_NO_OPENDIR_SUPPORT);
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always plus: one round trip fills the dcache
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // content never changes under an inode
@@ -137,20 +140,22 @@ struct FuseOps {
   }
 
   // ENOSYS makes the kernel stop sending OPEN for this mount and treat files as keep_cache:
-  // no round trip per open. A mount with a read-only repo answers opens itself, so that
-  // opening one of its files for writing fails with EROFS.
+  // no round trip per open. A mount mixing ro and rw repos answers opens itself, so that
+  // opening a ro repo's file for writing fails with EROFS (an all-ro mount is MS_RDONLY).
   static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (Deny(req)) return;
     FuseMount* m = Self(req);
-    if (!m->has_read_only_) {
+    if (!m->has_read_only_ || m->all_read_only_) {
       fuse_reply_err(req, ENOSYS);
       return;
     }
-    if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && m->fs_->ReadOnly(ino)) {
+    bool writes = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+    if (writes && m->fs_->ReadOnly(ino)) {
       fuse_reply_err(req, EROFS);
       return;
     }
     fi->keep_cache = 1;
+    fi->noflush = !writes;  // close() of a reader has nothing to upload
     fuse_reply_open(req, fi);
   }
   static void OpenDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
@@ -171,6 +176,12 @@ struct FuseOps {
       return;
     }
     size_t n = static_cast<size_t>(std::min<uint64_t>(size, total - static_cast<uint64_t>(off)));
+    // A large request is the kernel's read-ahead of a sequential reader: start the disk reads of
+    // the cache file's next bytes now, so they overlap this reply instead of following it.
+    if (n >= kPrefetchMinRequest && static_cast<uint64_t>(off) + n < total) {
+      (void)posix_fadvise(content->fd, off + static_cast<off_t>(n), static_cast<off_t>(kPrefetchRequests * n),
+                          POSIX_FADV_WILLNEED);
+    }
     fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
     buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     buf.buf[0].fd = content->fd;
@@ -339,6 +350,10 @@ struct FuseOps {
   static void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     // close(): the flusher uploads soon (asynchronously; fsync waits for local durability).
     if (Deny(req)) return;
+    if (Self(req)->all_read_only_) {
+      fuse_reply_err(req, ENOSYS);  // nothing is ever written here: the kernel stops sending FLUSH
+      return;
+    }
     Self(req)->fs_->Released(ino);
     fuse_reply_err(req, 0);
   }
@@ -403,14 +418,33 @@ struct FuseOps {
   }
 };
 
+namespace {
+// Best effort: without it (no sysfs write access) reads work, only slower when cold.
+void SetReadAhead(const std::string& dev, unsigned kb) {
+  std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    MESA_LOG(kWarning) << "cannot set read-ahead: " << path << ": " << strerror(errno);
+    return;
+  }
+  std::string text = std::to_string(kb);
+  if (write(fd, text.data(), text.size()) < 0) {
+    MESA_LOG(kWarning) << "cannot set read-ahead: " << path << ": " << strerror(errno);
+  }
+  close(fd);
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& mountpoint,
                                                             std::shared_ptr<fs::MountFs> fs, FuseOptions options) {
   auto m = std::unique_ptr<FuseMount>(new FuseMount());
   m->mountpoint_ = mountpoint;
   m->fs_ = std::move(fs);
   m->has_read_only_ = m->fs_->HasReadOnlyRepo();
+  m->all_read_only_ = m->fs_->AllReadOnly();
   m->options_ = options;
   std::string opts = "-ofsname=" + options.fsname + ",subtype=mesad,allow_other,default_permissions,max_read=1048576";
+  if (m->all_read_only_) opts += ",ro";
   std::vector<std::string> argv_s = {"mesad", opts};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -434,6 +468,7 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& m
     fields >> id >> parent >> dev >> root >> point;
     if (point == mountpoint) {
       m->connection_ = "/sys/fs/fuse/connections/" + dev.substr(dev.find(':') + 1);
+      if (options.read_ahead_kb > 0) SetReadAhead(dev, options.read_ahead_kb);
     }
   }
   FuseMount* raw = m.get();

@@ -5,6 +5,12 @@
 // cached for a day, files are opened without a daemon round trip (no_open => keep_cache),
 // directories likewise (no_opendir => cache_dir), xattr calls are refused once for good, and
 // reads are answered from the cache file's descriptor (spliced where the kernel allows).
+//
+// Per-file round trips by kind of mount (a warm open+read+close):
+// - every repo ro: the kernel mount is MS_RDONLY (the kernel itself answers EROFS), so neither
+//   OPEN nor FLUSH is needed: both are refused once with ENOSYS. Zero round trips.
+// - every repo rw: no OPEN; FLUSH on close stays, as the flusher's "upload on close" hint.
+// - mixed: OPEN is answered (EROFS for writes to ro repos); read-only opens get FOPEN_NOFLUSH.
 #pragma once
 
 #include <memory>
@@ -25,6 +31,9 @@ struct FuseOptions {
   double negative_timeout_s = 86400;
   unsigned max_threads = 16;
   unsigned max_readahead = 1u << 20;
+  // Written to the mount's /sys/class/bdi/<dev>/read_ahead_kb (the kernel's default is 128, and
+  // a cold sequential read through FUSE is bound by it); 0 leaves the default.
+  unsigned read_ahead_kb = 1024;
   std::string fsname = "mesad";
 };
 
@@ -50,6 +59,7 @@ class FuseMount {
   std::thread loop_;
   bool stopped_ = false;
   bool has_read_only_ = false;
+  bool all_read_only_ = false;
   friend struct FuseOps;
 };
 

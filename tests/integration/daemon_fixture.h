@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "mesa/client.h"
@@ -16,6 +17,11 @@ namespace mesa::testing {
 enum class ApiMode { kEmbedded, kRemote };
 
 int FreeTcpPort();
+
+// GET `path` over HTTP/1.1 from "HOST:PORT" or "unix:PATH"; returns "" when nothing answered.
+std::string HttpGet(const std::string& address, const std::string& path, int* status = nullptr);
+// The value of the sample `series` (exact name and labels as rendered) in a Prometheus text.
+std::optional<double> Sample(const std::string& text, const std::string& series);
 
 // A child process, SIGTERM'd and reaped on destruction.
 class Process {

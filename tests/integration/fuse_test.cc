@@ -11,6 +11,8 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
+#include <map>
 
 #include "mesa/client.h"
 #include "rest/change_id.h"
@@ -31,7 +33,9 @@ class FuseTest : public ::testing::Test {
     chmod(dir_.path().c_str(), 0755);
     server_ = std::make_unique<MesaServerProcess>(dir_.path());
     std::ofstream cfg(dir_.path() + "/mesad.yaml");
-    cfg << "fs_backend_timeout_ms: 3000\nmax_attempts: 3\nbackoff_max_ms: 200\nconnect_timeout_ms: 1000\n";
+    metrics_address_ = "127.0.0.1:" + std::to_string(FreeTcpPort());
+    cfg << "fs_backend_timeout_ms: 3000\nmax_attempts: 3\nbackoff_max_ms: 200\nconnect_timeout_ms: 1000\n"
+        << "metrics_listen: " << metrics_address_ << "\n";
     cfg.close();
     StartMesad();
     dv1::LoginRequest login;
@@ -71,7 +75,34 @@ class FuseTest : public ::testing::Test {
     return client_->mounts().mount(req);
   }
 
+  // FUSE requests mesad has answered, per op ("open", "flush", ...), once the count stops moving
+  // (a handler's time is recorded just after its reply).
+  std::map<std::string, double> FuseRequests() {
+    std::map<std::string, double> last;
+    for (int i = 0; i < 100; ++i) {
+      std::map<std::string, double> now;
+      std::istringstream in(HttpGet(metrics_address_, "/metrics"));
+      std::string line;
+      const std::string prefix = "mesad_fuse_op_duration_seconds_count{op=\"";
+      while (std::getline(in, line)) {
+        if (line.rfind(prefix, 0) != 0) continue;
+        size_t quote = line.find('"', prefix.size());
+        now[line.substr(prefix.size(), quote - prefix.size())] = std::stod(line.substr(line.rfind(' ') + 1));
+      }
+      if (i > 0 && now == last) return now;
+      last = now;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return last;
+  }
+  static double Total(const std::map<std::string, double>& ops) {
+    double sum = 0;
+    for (const auto& [op, n] : ops) sum += n;
+    return sum;
+  }
+
   TempDir dir_;
+  std::string metrics_address_;
   std::unique_ptr<MesaServerProcess> server_;
   std::unique_ptr<MesadProcess> mesad_;
   std::unique_ptr<Client> client_;
@@ -338,6 +369,68 @@ TEST_F(FuseTest, CrashedDaemonLeavesNoDeadMount) {
   auto mounts = client_->mounts().list();
   ASSERT_EQ(mounts.size(), 1u);
   EXPECT_EQ(mounts[0].id(), info.id());
+}
+
+// Content never changes under a mount, so once the kernel holds an entry, its attributes and its
+// pages, reading the file again needs mesad only where writes need it: an all-ro mount is
+// MS_RDONLY and answers neither OPEN nor FLUSH; a rw mount keeps FLUSH (close() is the flusher's
+// upload hint); a mixed mount answers OPEN (EROFS for the ro repo) but readers get no FLUSH.
+TEST_F(FuseTest, WarmReadsReachTheDaemonOnlyWhereWritesNeedIt) {
+  Seeder seed(server_->data());
+  std::vector<FileOp> ops;
+  std::vector<std::string> names;
+  for (int i = 0; i < 20; ++i) {
+    names.push_back("d" + std::to_string(i % 4) + "/f" + std::to_string(i) + ".txt");
+    ops.push_back(Op(names.back(), "file " + std::to_string(i) + "\n"));
+  }
+  seed.Bookmark("r", "main", seed.Change("r", std::string(rest::kVirtualRootChangeId), ops));
+  seed.Bookmark("w", "main", seed.Change("w", std::string(rest::kVirtualRootChangeId), ops));
+  auto read_all = [&](const std::string& dir, int rounds) {
+    for (int round = 0; round < rounds; ++round) {
+      for (size_t i = 0; i < names.size(); ++i) {
+        ASSERT_EQ(ReadFile(dir + "/" + names[i]), "file " + std::to_string(i) + "\n");
+        struct stat st {};
+        ASSERT_EQ(stat((dir + "/" + names[i]).c_str(), &st), 0);
+      }
+    }
+  };
+
+  auto ro = Mount({{"r", "ro", ""}});
+  read_all(ro.path() + "/r", 1);  // warm-up: fetches, and the one refused OPEN and FLUSH
+  auto before = FuseRequests();
+  ASSERT_GT(before["read"], 0);
+  read_all(ro.path() + "/r", 3);
+  auto after = FuseRequests();
+  EXPECT_EQ(Total(after) - Total(before), 0) << "open " << after["open"] - before["open"] << ", flush "
+                                             << after["flush"] - before["flush"];
+  // The kernel itself refuses writes to an all-ro mount.
+  EXPECT_LT(open((ro.path() + "/r/new.txt").c_str(), O_CREAT | O_WRONLY, 0644), 0);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_LT(open((ro.path() + "/r/" + names[0]).c_str(), O_WRONLY), 0);
+  EXPECT_EQ(errno, EROFS);
+
+  auto rw = Mount({{"w", "", ""}});
+  read_all(rw.path() + "/w", 1);
+  before = FuseRequests();
+  read_all(rw.path() + "/w", 2);
+  after = FuseRequests();
+  EXPECT_EQ(after["flush"] - before["flush"], 2 * names.size());
+  EXPECT_EQ(Total(after) - Total(before), 2 * names.size());  // nothing but the FLUSHes
+
+  auto mixed = Mount({{"r", "ro", ""}, {"w", "", ""}});
+  read_all(mixed.path() + "/r", 1);
+  before = FuseRequests();
+  read_all(mixed.path() + "/r", 2);
+  after = FuseRequests();
+  EXPECT_EQ(after["open"] - before["open"], 2 * names.size());
+  EXPECT_EQ(after["flush"] - before["flush"], 0);
+  EXPECT_LT(open((mixed.path() + "/r/" + names[0]).c_str(), O_WRONLY), 0);
+  EXPECT_EQ(errno, EROFS);
+  int fd = open((mixed.path() + "/w/" + names[0]).c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  EXPECT_EQ(write(fd, "more\n", 5), 5);
+  close(fd);
+  EXPECT_EQ(ReadFile(mixed.path() + "/w/" + names[0]), "file 0\nmore\n");
 }
 
 TEST_F(FuseTest, DifferentialAgainstGitClone) {

@@ -187,52 +187,6 @@ std::vector<std::string> FuseMountsUnder(const std::string& dir) {
   return out;
 }
 
-// GET `path` over HTTP/1.1 from "HOST:PORT" or "unix:PATH"; returns "" when nothing answered.
-std::string HttpGet(const std::string& address, const std::string& path, int* status = nullptr) {
-  int fd = -1;
-  if (address.rfind("unix:", 0) == 0) {
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string p = address.substr(5);
-    memcpy(addr.sun_path, p.c_str(), p.size());
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      close(fd);
-      return "";
-    }
-  } else {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      close(fd);
-      return "";
-    }
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string resp;
-  char buf[8192];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
-  close(fd);
-  if (status) *status = resp.size() > 12 ? std::stoi(resp.substr(9, 3)) : 0;
-  size_t body = resp.find("\r\n\r\n");
-  return body == std::string::npos ? "" : resp.substr(body + 4);
-}
-
-// The value of the sample `series` (exact name and labels as rendered) in a Prometheus text.
-std::optional<double> Sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
-}
-
 // grpc.health.v1.Health/Check by hand (the message is one string field; the answer one enum).
 int HealthStatus(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
   std::string req;
