@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <limits>
 
 #include "daemon/log.h"
 #include "rest/api_error.h"
@@ -492,6 +493,7 @@ void MountFs::SaveStateLocked(int repo, bool durable) {
                           {"local_dirs", r.local_dirs},
                           {"seq", r.seq}};
   auto st = overlay_->SaveState(r.spec.name, state, durable);
+  if (st.ok()) r.journal_records = 0;
   if (!st.ok()) MESA_LOG(kError) << "saving overlay state of " << r.spec.name << ": " << st.message();
 }
 
@@ -537,6 +539,7 @@ bool MountFs::ServerHasLocked(int repo, const std::string& path) {
 }
 
 void MountFs::JournalLocked(int repo, const nlohmann::json& record) {
+  ++repos_[static_cast<size_t>(repo)].journal_records;
   auto st = overlay_->Append(repos_[static_cast<size_t>(repo)].spec.name, record);
   if (!st.ok()) MESA_LOG(kError) << "overlay journal of " << repos_[static_cast<size_t>(repo)].spec.name << ": " << st.message();
 }
@@ -613,14 +616,27 @@ Result<Attr> MountFs::Create(uint64_t parent, const std::string& name, mode_t mo
   auto listed = EnsureListed(parent);
   if (!listed.ok()) return Result<Attr>::Error(listed.err(), listed.message());
   std::unique_lock<std::mutex> lock(mu_);
-  if (int err = CheckWritableLocked(parent)) return Result<Attr>::Error(err);
-  if (!ValidName(name)) return Result<Attr>::Error(EINVAL);
-  if (IsGitDir(name)) return Result<Attr>::Error(EPERM, "'.git' cannot be stored in a Mesa repo");
-  if (nodes_[parent - 1].children.count(name)) return Result<Attr>::Error(EEXIST);
+  auto check = [&]() -> int {
+    if (int err = CheckWritableLocked(parent)) return err;
+    if (!ValidName(name)) return EINVAL;
+    if (IsGitDir(name)) return EPERM;
+    if (nodes_[parent - 1].children.count(name)) return EEXIST;
+    return 0;
+  };
+  if (int err = check()) return Result<Attr>::Error(err, err == EPERM ? "'.git' cannot be stored in a Mesa repo" : "");
   int repo = nodes_[parent - 1].repo;
   std::string repo_name = repos_[static_cast<size_t>(repo)].spec.name;
+  // The overlay file is made without the lock: creating a file on disk can take hundreds of
+  // microseconds (ext4 without a journal scans past recently deleted inodes), and every other
+  // request of the mount would wait for it.
+  lock.unlock();
   auto id = overlay_->CreateFile(repo_name);
+  lock.lock();
   if (!id.ok()) return Result<Attr>::Error(ENOSPC);
+  if (int err = check()) {
+    overlay_->RemoveFile(repo_name, *id);  // lost a race (e.g. a concurrent create of the name)
+    return Result<Attr>::Error(err);
+  }
   uint64_t ino = NewNodeLocked(parent, name, Kind::kFile);
   Node& n = nodes_[ino - 1];
   n.local = *id;
@@ -955,7 +971,7 @@ void MountFs::Released(uint64_t ino) {
   if (ino == 0 || ino > nodes_.size()) return;
   int repo = nodes_[ino - 1].repo;
   if (repo < 0 || repos_[static_cast<size_t>(repo)].pending.empty()) return;
-  repos_[static_cast<size_t>(repo)].flush_requested = true;
+  repos_[static_cast<size_t>(repo)].close_requested = true;
   flush_cv_.notify_all();
 }
 
@@ -983,8 +999,14 @@ absl::Status MountFs::RestoreLocked(std::unique_lock<std::mutex>& lock, size_t i
       continue;
     }
     std::string path = rec.value("path", "");
-    if (rec.value("clean", false)) by_path.erase(path);
-    else by_path[path] = rec;
+    auto known = by_path.find(path);
+    if (rec.value("clean", false)) {
+      // A confirmation covers the writes up to its seq (none given: all of them).
+      uint64_t upto = rec.value("seq", std::numeric_limits<uint64_t>::max());
+      if (known != by_path.end() && known->second.value("seq", uint64_t{0}) <= upto) by_path.erase(known);
+    } else if (known == by_path.end() || known->second.value("seq", uint64_t{0}) <= rec.value("seq", uint64_t{0})) {
+      by_path[path] = rec;
+    }
     r.seq = std::max(r.seq, rec.value("seq", uint64_t{0}));
   }
   std::vector<std::string> dirs(dir_set.begin(), dir_set.end());
@@ -1110,10 +1132,15 @@ void MountFs::FlusherLoop() {
         uploaded_cv_.notify_all();
         continue;
       }
-      bool due = r.flush_requested || now - r.last_write_ms >= options_.flush_idle_ms ||
-                 r.dirty_bytes >= options_.flush_threshold_bytes;
+      // A close() asks for an upload, but while a burst of files keeps closing, uploads start
+      // at most every kCloseUploadGapMs: one PATCH per few files would take the CPU the writer
+      // needs and commit the same trees over and over.
+      int64_t close_due_ms = r.last_upload_start_ms + kCloseUploadGapMs;
+      bool due = r.flush_requested || (r.close_requested && now >= close_due_ms) ||
+                 now - r.last_write_ms >= options_.flush_idle_ms || r.dirty_bytes >= options_.flush_threshold_bytes;
       if (!due) {
         next_wake = std::min(next_wake, r.last_write_ms + options_.flush_idle_ms);
+        if (r.close_requested) next_wake = std::min(next_wake, close_due_ms);
         continue;
       }
       if (now < r.retry_at_ms) {
@@ -1131,9 +1158,10 @@ void MountFs::FlusherLoop() {
 void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
   RepoView& r = repos_[i];
   r.flush_requested = false;
+  r.close_requested = false;
+  r.last_upload_start_ms = NowMs();
   const std::string repo = r.spec.name;
   const uint64_t snapshot_seq = r.seq;
-  std::map<std::string, Pending> batch = r.pending;
   r.dirty_bytes = 0;  // what is written from now on counts towards the next upload
 
   auto fail = [&](const absl::Status& st) {
@@ -1160,19 +1188,34 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
     MESA_LOG(kInfo) << "mount: writes to " << repo << " go to new change " << created->change_id;
   }
 
-  // Build the operations from the current view; read bytes outside the lock.
+  // Build the operations from the current view; read bytes outside the lock. One batch is
+  // bounded (bytes and operations), and so is the work done here under the lock: a burst of
+  // thousands of pending files is uploaded in rounds, not rescanned whole for each round.
   struct Item {
     std::string path;
+    uint64_t seq = 0;  // the pending write this item uploads
     bool exists = false;
     bool server_has = false;
     Node node;
   };
   std::vector<Item> items;
-  for (const auto& [path, p] : batch) {
+  uint64_t planned_bytes = 0;
+  bool partial = false;
+  for (const auto& [path, p] : repos_[i].pending) {
+    if (items.size() >= kMaxUploadOps) {
+      partial = true;
+      break;
+    }
     Item item;
     item.path = path;
+    item.seq = p.seq;
     auto ino = FindLocked(static_cast<int>(i), path);
     if (ino && nodes_[*ino - 1].kind == Kind::kFile && !nodes_[*ino - 1].removed) {
+      if (!items.empty() && planned_bytes + nodes_[*ino - 1].size > options_.upload_batch_bytes) {
+        partial = true;
+        break;
+      }
+      planned_bytes += nodes_[*ino - 1].size;
       item.exists = true;
       item.node = nodes_[*ino - 1];
     } else {
@@ -1196,7 +1239,10 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
       in_batch.insert(item.path);
       continue;
     }
-    if (batch_bytes > 0 && batch_bytes + item.node.size > options_.upload_batch_bytes) break;  // next round
+    if (batch_bytes > 0 && batch_bytes + item.node.size > options_.upload_batch_bytes) {
+      partial = true;  // grew since it was planned: the rest goes in the next round
+      break;
+    }
     UploadOp op{false, item.path, std::string(item.node.size, '\0'), item.node.executable};
     int fd = -1;
     std::shared_ptr<BlobFile> hold;
@@ -1278,10 +1324,17 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
   rv.retry_at_ms = 0;
   rv.last_error.clear();
   ++stats_.uploads;
+  uint64_t confirmed_bytes = 0;
   for (const auto& item : items) {
     if (!in_batch.count(item.path)) continue;
     auto it = rv.pending.find(item.path);
-    if (it != rv.pending.end() && it->second.seq <= batch.at(item.path).seq) rv.pending.erase(it);
+    if (it != rv.pending.end() && it->second.seq <= item.seq) {
+      rv.pending.erase(it);
+      if (item.exists) confirmed_bytes += item.node.size;
+      // Not durable, and needs not be: a confirmation lost in a crash only uploads the same
+      // bytes again. The seq keeps a later write of the path pending on replay.
+      JournalLocked(static_cast<int>(i), {{"path", item.path}, {"clean", true}, {"seq", item.seq}});
+    }
     if (item.exists) {
       rv.confirmed_upserts.insert(item.path);
       rv.confirmed_deletes.erase(item.path);
@@ -1291,14 +1344,25 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
     }
   }
   if (rv.pending.empty()) rv.uploaded_seq = snapshot_seq;
-  // Confirmed files no longer count against the overlay cap.
-  uint64_t unconfirmed = 0;
-  for (const auto& [path, p] : rv.pending) {
-    auto ino = FindLocked(static_cast<int>(i), path);
-    if (ino && nodes_[*ino - 1].kind == Kind::kFile && !nodes_[*ino - 1].removed) unconfirmed += nodes_[*ino - 1].size;
+  // Confirmed files no longer count against the overlay cap. A recount is exact but walks
+  // every pending path; with many pending, subtracting what was confirmed is enough (it can
+  // only over-count, e.g. an unconfirmed file deleted meanwhile, until a later recount).
+  if (rv.pending.size() <= kRecountPendingMax) {
+    uint64_t unconfirmed = 0;
+    for (const auto& [path, p] : rv.pending) {
+      auto ino = FindLocked(static_cast<int>(i), path);
+      if (ino && nodes_[*ino - 1].kind == Kind::kFile && !nodes_[*ino - 1].removed) unconfirmed += nodes_[*ino - 1].size;
+    }
+    rv.overlay_bytes = unconfirmed;
+  } else {
+    rv.overlay_bytes -= std::min(rv.overlay_bytes, confirmed_bytes);
   }
-  rv.overlay_bytes = unconfirmed;
-  SaveStateLocked(static_cast<int>(i), true);
+  // A fresh snapshot folds the journal; written when it is small (nothing pending) or when the
+  // journal has grown well past the pending set, never once per upload of a large burst.
+  if (rv.pending.empty() || rv.journal_records > 2 * rv.pending.size() + kJournalSlack) {
+    SaveStateLocked(static_cast<int>(i), true);
+  }
+  if (partial) rv.flush_requested = true;  // the next round follows at once
   ++rv.attempts;
   uploaded_cv_.notify_all();
 }

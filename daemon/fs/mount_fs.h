@@ -221,6 +221,10 @@ class MountFs {
     int64_t mtime_ns = 0;    // 0: the repo's revision time
     std::map<std::string, uint64_t> children;
   };
+  static constexpr size_t kMaxUploadOps = 4096;         // files per PATCH
+  static constexpr int64_t kCloseUploadGapMs = 50;      // see FlusherLoop
+  static constexpr size_t kRecountPendingMax = 2048;    // see Upload
+  static constexpr uint64_t kJournalSlack = 4096;       // records beyond 2x pending before a snapshot
   struct Pending {
     uint64_t seq = 0;
     // What the journal last said about this path (a change of either is journaled again).
@@ -244,10 +248,13 @@ class MountFs {
     // Bytes of files not yet confirmed by the server (the overlay cap applies to these);
     // recomputed after every successful upload.
     uint64_t overlay_bytes = 0;
+    uint64_t journal_records = 0;  // appended since the last snapshot
     // Bytes written since the last upload started: the flusher's size threshold.
     uint64_t dirty_bytes = 0;
     int64_t last_write_ms = 0;
-    bool flush_requested = false;
+    bool flush_requested = false;  // fsync, Flush, a view switch, the rest of a partial batch
+    bool close_requested = false;  // a close() of a file of this repo
+    int64_t last_upload_start_ms = 0;
     int failures = 0;
     int64_t retry_at_ms = 0;
     std::string last_error;

@@ -1,5 +1,7 @@
 #include "server/store/store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <filesystem>
 #include <set>
 
@@ -240,6 +242,17 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& data_dir,
   return store;
 }
 
+namespace {
+void RemoveStaleGitLocks(const std::string& git_dir) {
+  std::error_code ec;
+  for (const char* top : {"HEAD.lock", "packed-refs.lock", "config.lock"}) fs::remove(fs::path(git_dir) / top, ec);
+  for (auto it = fs::recursive_directory_iterator(fs::path(git_dir) / "refs", ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->path().extension() == ".lock") fs::remove(it->path(), ec);
+  }
+}
+}  // namespace
+
 absl::Status Store::Init() {
   if (options_.fsync) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
   in_ = std::make_unique<Internals>((fs::path(data_dir_) / "meta.db").string(), options_.fsync);
@@ -266,6 +279,16 @@ absl::Status Store::Init() {
     if (name.ends_with(".git") && !repo_ids.count(name.substr(0, name.size() - 4))) {
       fs::remove_all(entry.path(), ec);
     }
+  }
+  // A process killed while libgit2 wrote a ref leaves "<ref>.lock" behind, and every later
+  // write of that ref fails with GIT_ELOCKED (the ref would lag its bookmark for good). With
+  // the data dir's owner lock no other process is writing, so such files are leftovers.
+  int lock_fd = open((fs::path(data_dir_) / "store.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
+    in_->owner_lock_fd = lock_fd;
+    for (const auto& id : repo_ids) RemoveStaleGitLocks(GitDir(id));
+  } else if (lock_fd >= 0) {
+    close(lock_fd);
   }
   for (const auto& id : repo_ids) {
     auto lease = Git(id);

@@ -1,6 +1,8 @@
 // Pieces shared by the store_*.cc files; not part of the store's interface.
 #pragma once
 
+#include <unistd.h>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,7 +17,13 @@ namespace mesa::server {
 
 struct Store::Internals {
   explicit Internals(const std::string& db_path, bool fsync) : db(db_path, fsync) {}
+  ~Internals() {
+    if (owner_lock_fd >= 0) close(owner_lock_fd);
+  }
   SqlitePool db;
+  // flock'ed by the first Store opened on a data dir (the server's); only that Store may treat
+  // git lock files as a dead process's leftovers.
+  int owner_lock_fd = -1;
   std::mutex mu;
   std::map<std::string, std::vector<git::RepositoryPtr>> git_idle;
   std::map<std::string, std::weak_ptr<std::mutex>> repo_locks;
