@@ -9,6 +9,7 @@
 #include <chrono>
 #include <limits>
 
+#include "absl/strings/str_join.h"
 #include "daemon/log.h"
 #include "rest/api_error.h"
 #include "rest/change_id.h"
@@ -565,6 +566,7 @@ void MountFs::MarkDirtyLocked(int repo, const std::string& path) {
 
 void MountFs::MarkRemovedLocked(int repo, const std::string& path) {
   RepoView& r = repos_[static_cast<size_t>(repo)];
+  r.too_large.erase(path);
   if (ServerHasLocked(repo, path)) {
     Pending& p = r.pending[path];
     p.seq = ++r.seq;
@@ -1201,7 +1203,10 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
   std::vector<Item> items;
   uint64_t planned_bytes = 0;
   bool partial = false;
+  const uint64_t batch_cap = r.batch_cap_bytes ? r.batch_cap_bytes : options_.upload_batch_bytes;
   for (const auto& [path, p] : repos_[i].pending) {
+    auto refused = repos_[i].too_large.find(path);
+    if (refused != repos_[i].too_large.end() && refused->second == p.seq) continue;  // until rewritten
     if (items.size() >= kMaxUploadOps) {
       partial = true;
       break;
@@ -1211,7 +1216,7 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
     item.seq = p.seq;
     auto ino = FindLocked(static_cast<int>(i), path);
     if (ino && nodes_[*ino - 1].kind == Kind::kFile && !nodes_[*ino - 1].removed) {
-      if (!items.empty() && planned_bytes + nodes_[*ino - 1].size > options_.upload_batch_bytes) {
+      if (!items.empty() && planned_bytes + nodes_[*ino - 1].size > batch_cap) {
         partial = true;
         break;
       }
@@ -1239,7 +1244,7 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
       in_batch.insert(item.path);
       continue;
     }
-    if (batch_bytes > 0 && batch_bytes + item.node.size > options_.upload_batch_bytes) {
+    if (batch_bytes > 0 && batch_bytes + item.node.size > batch_cap) {
       partial = true;  // grew since it was planned: the rest goes in the next round
       break;
     }
@@ -1317,6 +1322,25 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
   }
   lock.lock();
   repos_[i].inflight_upserts.clear();
+  if (!result.ok() && rest::ErrorInfoFromStatus(result.status()).http_status == 413) {
+    // The server refuses a body this large. Several files: halve the batch and go on at once.
+    // One file: it cannot be uploaded to this server as it is; it stays in the mount (visible,
+    // readable, pending), Flush reports it, and the other files go on without it.
+    RepoView& rv = repos_[i];
+    if (ops.size() > 1) {
+      rv.batch_cap_bytes = std::max<uint64_t>(1, batch_bytes / 2);
+    } else if (ops.size() == 1) {
+      for (const auto& item : items) {
+        if (item.path == ops[0].path) rv.too_large[item.path] = item.seq;
+      }
+      MESA_LOG(kWarning) << "upload of " << repo << ": /" << ops[0].path << " (" << ops[0].content.size()
+                         << " bytes) is too large for the server; it stays in the mount, not uploaded";
+    }
+    rv.flush_requested = true;
+    ++rv.attempts;
+    uploaded_cv_.notify_all();
+    return;
+  }
   if (!result.ok()) return fail(result.status());
   RepoView& rv = repos_[i];
   rv.working = *result;
@@ -1327,6 +1351,7 @@ void MountFs::Upload(std::unique_lock<std::mutex>& lock, size_t i) {
   uint64_t confirmed_bytes = 0;
   for (const auto& item : items) {
     if (!in_batch.count(item.path)) continue;
+    rv.too_large.erase(item.path);
     auto it = rv.pending.find(item.path);
     if (it != rv.pending.end() && it->second.seq <= item.seq) {
       rv.pending.erase(it);
@@ -1380,9 +1405,21 @@ absl::Status MountFs::WaitUploaded(std::unique_lock<std::mutex>& lock, const std
     bool done = true;
     for (size_t i : which) {
       const RepoView& r = repos_[i];
+      std::vector<std::string> refused;
       bool clean = r.pending.empty() || std::all_of(r.pending.begin(), r.pending.end(), [&](const auto& kv) {
-                     return kv.second.seq > target[i];
+                     if (kv.second.seq > target[i]) return true;
+                     auto t = r.too_large.find(kv.first);
+                     if (t != r.too_large.end() && t->second == kv.second.seq) {
+                       refused.push_back("/" + kv.first);
+                       return true;
+                     }
+                     return false;
                    });
+      if (clean && !refused.empty())
+        return rest::LocalError(absl::StatusCode::kFailedPrecondition, "FILE_TOO_LARGE",
+                                "the server refuses " + absl::StrJoin(refused, ", ") + " of " + r.spec.name +
+                                    " as too large (HTTP 413); every other write is uploaded, and these stay in the "
+                                    "mount until they are rewritten or removed");
       if (clean) continue;
       // An attempt finished since we asked and failed: report it instead of waiting forever.
       if (r.attempts > attempts0[i] && !r.last_error.empty())
@@ -1413,7 +1450,9 @@ absl::StatusOr<Revision> MountFs::Current(const std::string& repo, int timeout_m
   std::unique_lock<std::mutex> lock(mu_);
   if (!repos_[static_cast<size_t>(i)].pending.empty() || (repos_[static_cast<size_t>(i)].flush_requested)) {
     auto st = WaitUploaded(lock, {static_cast<size_t>(i)}, timeout_ms);
-    if (!st.ok()) return st;
+    // Files the server refuses as too large are not part of any change: the working change
+    // without them is the current one.
+    if (!st.ok() && rest::ErrorInfoFromStatus(st).code != "FILE_TOO_LARGE") return st;
   }
   const RepoView& r = repos_[static_cast<size_t>(i)];
   return r.working ? *r.working : r.revision;
@@ -1457,6 +1496,7 @@ absl::Status MountFs::SwitchView(const std::string& repo, const Revision& revisi
     r.confirmed_deletes.clear();
     r.overlay_bytes = 0;
     r.dirty_bytes = 0;
+    r.too_large.clear();
     overlay_->Clear(repo);
     MakeRepoRootLocked(idx);
     SaveStateLocked(i, true);

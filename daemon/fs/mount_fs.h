@@ -254,6 +254,8 @@ class MountFs {
     int64_t last_write_ms = 0;
     bool flush_requested = false;  // fsync, Flush, a view switch, the rest of a partial batch
     bool close_requested = false;  // a close() of a file of this repo
+    uint64_t batch_cap_bytes = 0;  // 0: options' upload_batch_bytes; halved on HTTP 413
+    std::map<std::string, uint64_t> too_large;  // path -> the seq the server refused (413)
     int64_t last_upload_start_ms = 0;
     int failures = 0;
     int64_t retry_at_ms = 0;

@@ -113,16 +113,18 @@ Process Spawn(const std::vector<std::string>& argv, const std::string& log_file)
   return Process(pid);
 }
 
-MesaServerProcess::MesaServerProcess(const std::string& dir, const std::string& org) {
+MesaServerProcess::MesaServerProcess(const std::string& dir, const std::string& org,
+                                     const std::vector<std::string>& serve_args) {
   data_ = dir + "/server-store";
   std::string out;
   EXPECT_EQ(RunCommand(std::string(MESA_SERVER_BIN) + " init --data " + data_ + " --org " + org, &out), 0);
   while (!out.empty() && out.back() == '\n') out.pop_back();
   key_ = out.substr(out.rfind('\n') + 1);
   port_ = FreeTcpPort();
-  process_ = Spawn({MESA_SERVER_BIN, "serve", "--data", data_, "--listen", "127.0.0.1:" + std::to_string(port_),
-                    "--access-log", dir + "/server-access.log"},
-                   dir + "/server.log");
+  std::vector<std::string> argv = {MESA_SERVER_BIN, "serve", "--data", data_, "--listen", "127.0.0.1:" + std::to_string(port_),
+                                   "--access-log", dir + "/server-access.log"};
+  argv.insert(argv.end(), serve_args.begin(), serve_args.end());
+  process_ = Spawn(argv, dir + "/server.log");
   for (int i = 0; i < 500; ++i) {
     if (RunCommand("curl -s -o /dev/null http://127.0.0.1:" + std::to_string(port_) + "/v1/whoami") == 0) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

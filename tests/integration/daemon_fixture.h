@@ -43,7 +43,9 @@ Process Spawn(const std::vector<std::string>& argv, const std::string& log_file 
 class MesaServerProcess {
  public:
   // init + serve on a free loopback port; key() is the org's admin key.
-  explicit MesaServerProcess(const std::string& dir, const std::string& org = "acme");
+  // `serve_args` go to `mesa-server serve` (e.g. {"--config", FILE}).
+  explicit MesaServerProcess(const std::string& dir, const std::string& org = "acme",
+                             const std::vector<std::string>& serve_args = {});
   const std::string& key() const { return key_; }
   std::string api_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
   int port() const { return port_; }

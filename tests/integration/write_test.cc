@@ -492,6 +492,49 @@ TEST_F(WriteTest, OverlayCapCountsOnlyUnconfirmedBytes) {
   EXPECT_EQ(ReadFile(r + "/g0"), chunk);  // the acknowledged write is still there
 }
 
+// mesa-server refuses bodies over max_body_bytes (HTTP 413). Batches shrink until they fit; a
+// single file that can never fit stays in the mount, Flush names it, and it blocks nothing else.
+TEST_F(WriteTest, AFileTooLargeForTheServerIsKeptAndNamedWhileTheRestUploads) {
+  TempDir other;
+  chmod(other.path().c_str(), 0755);
+  std::string config = other.path() + "/server.yaml";
+  ASSERT_TRUE(WriteFile(config, "max_body_bytes: 1048576\n"));
+  client_.reset();
+  mesad_.reset();
+  server_ = std::make_unique<MesaServerProcess>(other.path(), "acme", std::vector<std::string>{"--config", config});
+  seed_ = std::make_unique<Seeder>(server_->data());
+  StartMesad();
+  dv1::LoginRequest login;
+  login.set_api_key(server_->key());
+  login.set_make_default(true);
+  client_->sessions().login(login);
+  seed_->Bookmark("lim", "main", seed_->Change("lim", seed_->Root(), {Op("seed", "s")}));
+  auto m = Mount({{"lim", "rw"}});
+  std::string r = m.path() + "/lim";
+  const std::string huge = RandomBytes(2 << 20, 5);  // 2.7 MiB as base64: never fits
+  std::vector<std::string> small;
+  for (int i = 0; i < 5; ++i) {  // 1.5 MiB together: fits only in smaller batches
+    small.push_back(RandomBytes(300 << 10, 10 + i));
+    ASSERT_TRUE(WriteFile(r + "/s" + std::to_string(i), small.back()));
+  }
+  ASSERT_TRUE(WriteFile(r + "/huge.bin", huge));
+  try {
+    Flush(m.id());
+    ADD_FAILURE() << "Flush succeeded although the server refuses huge.bin";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.code(), "FILE_TOO_LARGE") << e.what();
+    EXPECT_NE(std::string(e.what()).find("/huge.bin"), std::string::npos) << e.what();
+  }
+  std::string change = Current(m.id(), "lim");
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(ServerRead("lim", "s" + std::to_string(i), change) == small[i]) << i;
+  EXPECT_THROW(ServerRead("lim", "huge.bin", change), MesaError);
+  EXPECT_EQ(ReadFile(r + "/huge.bin"), huge);  // kept, readable
+  // Rewritten to something the server takes, it goes up like any other write.
+  ASSERT_TRUE(WriteFile(r + "/huge.bin", "small now\n"));
+  Flush(m.id());
+  EXPECT_EQ(ServerRead("lim", "huge.bin", Current(m.id(), "lim")), "small now\n");
+}
+
 TEST_F(WriteTest, ConcurrentPatchOfTheSameChangeLosesNothing) {
   seed_->Bookmark("cc", "main", seed_->Change("cc", seed_->Root(), {Op("seed", "s")}));
   auto m = Mount({{"cc", "rw"}});
