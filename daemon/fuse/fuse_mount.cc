@@ -35,7 +35,7 @@ struct Timed<kOp, kFn> {
 
 struct FuseOps {
   static constexpr size_t kPrefetchMinRequest = 128 << 10;
-  static constexpr size_t kPrefetchRequests = 4;
+  static constexpr size_t kPrefetchRequests = 16;
 
   static FuseMount* Self(fuse_req_t req) { return static_cast<FuseMount*>(fuse_req_userdata(req)); }
 
