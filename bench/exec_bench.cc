@@ -1,7 +1,7 @@
 // exec_bench: what running a command inside a mount costs. See bench/README.md.
 //
 //   exec_bench [--mesad PATH] [--cli PATH] [--runs N] [--compile-runs N] [--files N]
-//              [--uid UID] [--out FILE.json]
+//              [--uid UID] [--warm-idle-ms N] [--out FILE.json]
 //
 // Starts its own mesad (embedded store; socket, state and cache in a temp directory) and then
 // re-executes itself as an unprivileged uid (the common case: bwrap through a user namespace)
@@ -56,6 +56,7 @@ struct Options {
   int compile_runs = 5;
   int files = 40;
   uid_t uid = 47000;
+  int warm_idle_ms = -1;  // mesad's exec_warm_idle_ms; -1: its default
 };
 
 double NowMs() {
@@ -197,6 +198,7 @@ int WorkerMain(const Options& o, const std::string& socket) {
                                           "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev",
                                           "--tmpfs", "/tmp", "/bin/bash", "-c", "true"};
     int errors = 0;
+    int rpc_warm = 0;
     for (int i = 0; i < o.runs; ++i) {
       double t = NowMs();
       errors += Spawn({"bash", "-c", "true"}) != 0;
@@ -205,8 +207,10 @@ int WorkerMain(const Options& o, const std::string& socket) {
       errors += Spawn({o.cli, "--socket", socket, "exec", mount.id(), "--", "true"}) != 0;
       cli.push_back(NowMs() - t);
       t = NowMs();
-      errors += client.exec().exec(mount.id(), "true").exit_code() != 0;
+      auto rpc_result = client.exec().exec(mount.id(), "true");
       rpc.push_back(NowMs() - t);
+      errors += rpc_result.exit_code() != 0;
+      rpc_warm += rpc_result.warm_sandbox();
       t = NowMs();
       errors += Spawn(bwrap_cmd) != 0;
       bwrap.push_back(NowMs() - t);
@@ -219,6 +223,7 @@ int WorkerMain(const Options& o, const std::string& socket) {
                            {"exec_rpc", Stats(rpc)},
                            {"bwrap_bash_true", Stats(bwrap)},
                            {"mesa_version", Stats(cli_start)},
+                           {"exec_rpc_warm_sandbox", rpc_warm},
                            {"errors", errors}};
 
     // Compile: sources through the mount vs a tmpfs copy, alternating; the first mount build
@@ -280,9 +285,11 @@ int main(int argc, char** argv) {
     else if (a == "--compile-runs") o.compile_runs = std::stoi(next());
     else if (a == "--files") o.files = std::stoi(next());
     else if (a == "--uid") o.uid = static_cast<uid_t>(std::stoul(next()));
+    else if (a == "--warm-idle-ms") o.warm_idle_ms = std::stoi(next());
     else if (a == "--worker") worker_socket = next();
     else {
-      std::cerr << "usage: exec_bench [--mesad PATH] [--cli PATH] [--runs N] [--compile-runs N] [--files N] [--uid UID] [--out FILE]\n";
+      std::cerr << "usage: exec_bench [--mesad PATH] [--cli PATH] [--runs N] [--compile-runs N] [--files N] [--uid UID]"
+                   " [--warm-idle-ms N] [--out FILE]\n";
       return 2;
     }
   }
@@ -314,14 +321,19 @@ int main(int argc, char** argv) {
   std::string dir = tmpl;
   chmod(dir.c_str(), 0755);
   std::string socket = dir + "/mesad.sock";
+  std::string config = dir + "/mesad.yaml";
+  {
+    std::ofstream cfg(config);
+    if (o.warm_idle_ms >= 0) cfg << "exec_warm_idle_ms: " << o.warm_idle_ms << "\n";
+  }
   pid_t mesad = fork();
   if (mesad == 0) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     int log = open((dir + "/mesad.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(log, 2);
-    execl(o.mesad.c_str(), o.mesad.c_str(), "--socket", socket.c_str(), "--state-dir", (dir + "/state").c_str(),
-          "--cache-dir", (dir + "/cache").c_str(), "--runtime-dir", (dir + "/run").c_str(), "--log-level", "warning",
-          nullptr);
+    execl(o.mesad.c_str(), o.mesad.c_str(), "--config", config.c_str(), "--socket", socket.c_str(), "--state-dir",
+          (dir + "/state").c_str(), "--cache-dir", (dir + "/cache").c_str(), "--runtime-dir", (dir + "/run").c_str(),
+          "--log-level", "warning", nullptr);
     _exit(127);
   }
   for (int i = 0; i < 500 && !std::filesystem::exists(socket); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -367,7 +379,7 @@ int main(int argc, char** argv) {
   utsname u{};
   uname(&u);
   r["config"] = {{"runs", o.runs}, {"compile_runs", o.compile_runs}, {"files", o.files}, {"uid", o.uid},
-                 {"mesad", o.mesad}, {"cli", o.cli}};
+                 {"mesad", o.mesad}, {"cli", o.cli}, {"warm_idle_ms", o.warm_idle_ms}};
   r["config"]["mount_namespace"] = mount_ns;
   r["host"] = {{"cpus", std::thread::hardware_concurrency()},
                {"kernel", u.release},
@@ -392,6 +404,7 @@ int main(int argc, char** argv) {
     printf("  %-32s %6s  %6s  %6s\n", label.c_str(), Fmt(s["p50"]).c_str(), Fmt(s["p90"]).c_str(), Fmt(s["p99"]).c_str());
   }
   printf("  mesa exec / bash -c, p50: %.2fx (target: mesa exec p50 <= 10 ms)\n", cli50 / bash50);
+  printf("  Exec RPCs run in a warm sandbox: %d of %d\n", e["exec_rpc_warm_sandbox"].get<int>(), o.runs);
   const auto& c = r["compile"];
   if (c.contains("error")) {
     std::cout << "compile: failed: " << c["error"].get<std::string>() << "\n";

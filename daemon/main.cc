@@ -296,6 +296,15 @@ int main(int argc, char** argv) {
                     static_cast<double>(pending)});
     out->push_back({"mesad_sessions", "gauge", "API sessions held.", "", static_cast<double>(sessions.Count(0))});
     out->push_back({"mesad_exec_running", "gauge", "Sandboxed commands running.", "", static_cast<double>(exec.running())});
+    ExecManager::SandboxStats sandboxes = exec.sandbox_stats();
+    out->push_back({"mesad_exec_warm_sandboxes", "gauge", "Warm sandboxes waiting for a command.", "",
+                    static_cast<double>(sandboxes.warm_waiting)});
+    out->push_back({"mesad_exec_starts_total", "counter", "Commands started, by sandbox: warm (set up ahead) or cold.",
+                    "sandbox=\"warm\"", static_cast<double>(sandboxes.warm_starts)});
+    out->push_back({"mesad_exec_starts_total", "counter", "Commands started, by sandbox: warm (set up ahead) or cold.",
+                    "sandbox=\"cold\"", static_cast<double>(sandboxes.cold_starts)});
+    out->push_back({"mesad_exec_warm_expired_total", "counter", "Warm sandboxes killed unused after exec_warm_idle_ms.", "",
+                    static_cast<double>(sandboxes.warm_expired)});
     out->push_back({"mesad_uptime_seconds", "gauge", "Seconds since mesad started.", "",
                     static_cast<double>(mesa::rest::NowUnixMillis() - started_ms) / 1000.0});
     out->push_back({"mesad_build_info", "gauge", "Always 1; the version is a label.", "version=" + metrics::Quoted(MESA_VERSION), 1});

@@ -25,7 +25,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
         "fs_backend_timeout_ms", "fs_flush_idle_ms", "fs_overlay_max_bytes", "fuse_threads", "fuse_read_ahead_kb",
         "exec_bwrap", "exec_shim", "exec_timeout_default_ms", "exec_timeout_max_ms", "exec_output_cap_bytes",
         "exec_max_per_uid", "exec_max_total", "exec_network", "exec_pids_max", "exec_pids_cgroup", "exec_kill_grace_ms",
-        "exec_tmpfs_max_bytes", "shutdown_drain_timeout_ms", "shutdown_flush_timeout_ms", "metrics_listen"};
+        "exec_tmpfs_max_bytes", "exec_warm_idle_ms", "shutdown_drain_timeout_ms", "shutdown_flush_timeout_ms", "metrics_listen"};
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
       if (!known.count(key)) warnings.push_back(path + ": unknown key '" + key + "' ignored");
@@ -71,6 +71,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
     num("exec_pids_cgroup", c.exec_pids_cgroup);
     num("exec_kill_grace_ms", c.exec_kill_grace_ms);
     num("exec_tmpfs_max_bytes", c.exec_tmpfs_max_bytes);
+    num("exec_warm_idle_ms", c.exec_warm_idle_ms);
     num("shutdown_drain_timeout_ms", c.shutdown_drain_timeout_ms);
     num("shutdown_flush_timeout_ms", c.shutdown_flush_timeout_ms);
     str("metrics_listen", c.metrics_listen);
@@ -85,6 +86,7 @@ absl::StatusOr<std::vector<std::string>> LoadConfigFile(const std::string& path,
   if (c.exec_max_per_uid < 1 || c.exec_max_total < 1)
     return rest::InternalError(path + ": exec_max_per_uid and exec_max_total must be at least 1");
   if (c.exec_kill_grace_ms < 0) return rest::InternalError(path + ": exec_kill_grace_ms must not be negative");
+  if (c.exec_warm_idle_ms < 0) return rest::InternalError(path + ": exec_warm_idle_ms must not be negative (0 disables warm sandboxes)");
   if (c.shutdown_drain_timeout_ms < 0 || c.shutdown_flush_timeout_ms < 0)
     return rest::InternalError(path + ": shutdown_drain_timeout_ms and shutdown_flush_timeout_ms must not be negative");
   if (c.fs_flush_idle_ms < 1 || c.fs_overlay_max_bytes < 1)
@@ -167,6 +169,7 @@ const std::vector<KeyInfo>& Keys() {
       Key("exec_pids_cgroup", false, &DaemonConfig::exec_pids_cgroup),
       Key("exec_kill_grace_ms", true, &DaemonConfig::exec_kill_grace_ms),
       Key("exec_tmpfs_max_bytes", false, &DaemonConfig::exec_tmpfs_max_bytes),
+      Key("exec_warm_idle_ms", true, &DaemonConfig::exec_warm_idle_ms),
       Key("shutdown_drain_timeout_ms", true, &DaemonConfig::shutdown_drain_timeout_ms),
       Key("shutdown_flush_timeout_ms", true, &DaemonConfig::shutdown_flush_timeout_ms),
       Key("metrics_listen", false, &DaemonConfig::metrics_listen),

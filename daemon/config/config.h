@@ -54,6 +54,7 @@ struct DaemonConfig {
   bool exec_pids_cgroup = false;
   int exec_kill_grace_ms = 500;
   uint64_t exec_tmpfs_max_bytes = 1ull << 30;
+  int exec_warm_idle_ms = 30000;  // a pre-started sandbox unused this long is killed; 0: none
 
   // Lifecycle (SIGTERM) and health
   int shutdown_drain_timeout_ms = 10000;

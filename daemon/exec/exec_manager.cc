@@ -100,21 +100,6 @@ std::string GroupName(gid_t gid, const std::string& fallback) {
   return fallback;
 }
 
-// The integer after `"key": ` in bwrap's JSON status, or -1.
-int64_t JsonInt(const std::string& text, const std::string& key) {
-  size_t at = text.find("\"" + key + "\"");
-  if (at == std::string::npos) return -1;
-  at = text.find(':', at);
-  if (at == std::string::npos) return -1;
-  ++at;
-  while (at < text.size() && text[at] == ' ') ++at;
-  size_t end = at;
-  while (end < text.size() && (isdigit(static_cast<unsigned char>(text[end])) || text[end] == '-')) ++end;
-  if (end == at || end == text.size()) return -1;  // the number may not be complete yet
-  int64_t v = -1;
-  return absl::SimpleAtoi(text.substr(at, end - at), &v) ? v : -1;
-}
-
 std::string ReadLinkText(const std::string& path) {
   char buf[128];
   ssize_t n = readlink(path.c_str(), buf, sizeof buf);
@@ -170,6 +155,7 @@ class RunLoop {
     }
   }
   ~RunLoop() {
+    CloseFd(sp_.go_fd);
     CloseFd(sp_.stdin_fd);
     CloseFd(sp_.stdout_fd);
     CloseFd(sp_.stderr_fd);
@@ -187,6 +173,8 @@ class RunLoop {
   }
 
   absl::StatusOr<dv1::ExecResult> Run();
+  void set_cwd(const std::string& cwd) { cwd_ = cwd; }
+  void set_warm(bool warm) { warm_ = warm; }
 
  private:
   void StartStopping(const std::string& reason);
@@ -227,6 +215,8 @@ class RunLoop {
   int64_t kill_at_ = -1;
   bool killed_ = false;
   int64_t drain_until_ = -1;
+  std::string cwd_;  // for the error of a warm sandbox's shim that could not enter it
+  bool warm_ = false;
 };
 
 // bwrap's pid 1 outlives bwrap when the command ends on its own: it is then a child of mesad
@@ -320,7 +310,7 @@ absl::StatusOr<dv1::ExecResult> RunLoop::Run() {
   while (true) {
     int64_t now = NowMs();
     if (init_pid_ < 0 && !bwrap_status_.empty()) {
-      int64_t pid = JsonInt(bwrap_status_, "child-pid");
+      int64_t pid = JsonStatusInt(bwrap_status_, "child-pid");
       if (pid > 0) {
         init_pid_ = static_cast<pid_t>(pid);
         init_pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, init_pid_, 0));
@@ -407,7 +397,12 @@ absl::StatusOr<dv1::ExecResult> RunLoop::Run() {
   while (sp_.bwrap_status_fd >= 0) ReadStatus(sp_.bwrap_status_fd, bwrap_status_);
   if (cgroup_) cgroup_->KillAll();
 
-  bool started = JsonInt(bwrap_status_, "exit-code") >= 0 || !shim_status_.empty();
+  if (shim_status_.rfind("chdir-error ", 0) == 0 && stop_reason_.empty()) {
+    // A warm sandbox's shim could not enter the cwd (removed since it was checked).
+    int err = atoi(shim_status_.c_str() + 12);
+    return ErrnoStatus(err > 0 ? err : ENOENT, "cwd " + cwd_);
+  }
+  bool started = JsonStatusInt(bwrap_status_, "exit-code") >= 0 || !shim_status_.empty();
   if (!started && stop_reason_.empty()) {
     // bwrap could not build the sandbox; its reason is on stderr.
     std::string why = stderr_tail_;
@@ -439,7 +434,7 @@ dv1::ExecResult RunLoop::Result() {
       err_total_ += note.size();
       exit_code = 127;
     }
-  } else if (int64_t code = JsonInt(bwrap_status_, "exit-code"); code >= 0 && stop_reason_.empty()) {
+  } else if (int64_t code = JsonStatusInt(bwrap_status_, "exit-code"); code >= 0 && stop_reason_.empty()) {
     // The shim itself was killed (by the command): bwrap reports it shell-style.
     exit_code = static_cast<int>(code);
     if (code > 128 && code < 128 + 65) sig = static_cast<int>(code - 128);
@@ -461,6 +456,7 @@ dv1::ExecResult RunLoop::Result() {
   r.set_duration_ms((end_ > 0 ? end_ : NowMs()) - start_);
   r.set_stdout_bytes(out_total_);
   r.set_stderr_bytes(err_total_);
+  r.set_warm_sandbox(warm_);
   if (!sink_->streaming()) {
     r.set_truncated(out_.truncated() || err_.truncated());
     r.set_stdout(out_.Take());
@@ -485,6 +481,7 @@ ExecOptions ExecOptionsFromConfig(const DaemonConfig& c) {
   o.pids_cgroup = c.exec_pids_cgroup;
   o.kill_grace_ms = c.exec_kill_grace_ms;
   o.tmpfs_max_bytes = c.exec_tmpfs_max_bytes;
+  o.warm_idle_ms = c.exec_warm_idle_ms;
   o.work_dir = c.runtime_dir + "/.exec";
   // FNV-1a of the state dir: two daemons never share (or sweep) each other's cgroups.
   uint32_t h = 2166136261u;
@@ -499,6 +496,7 @@ ExecManager::ExecManager(ExecOptions options, MountManager* mounts) : options_(s
 
 ExecManager::~ExecManager() {
   Shutdown(0);
+  warm_.reset();  // its thread is the parent of the sandboxes it started
   if (tools_.shim_fd >= 0) close(tools_.shim_fd);
 }
 
@@ -550,6 +548,19 @@ void ExecManager::Start() {
     etc_ = std::make_unique<EtcSnapshot>(options_.work_dir, options_.network);
     etc_->Current();
   }
+  if (unavailable_.empty()) {
+    warm_ = std::make_unique<WarmPool>(
+        [this](const SandboxSpec& spec) -> absl::StatusOr<std::unique_ptr<WarmSandbox>> {
+          auto w = std::make_unique<WarmSandbox>();
+          SandboxSpec s = spec;
+          MESA_ASSIGN_OR_RETURN(w->cgroup, pids_->NewRun("warm-" + std::to_string(getpid()) + "-" + std::to_string(++warm_seq_)));
+          if (w->cgroup) s.cgroup_procs_fd = w->cgroup->procs_fd();
+          MESA_ASSIGN_OR_RETURN(w->sp, StartSandbox(tools_, s, /*warm=*/true));
+          return w;
+        },
+        [this](uid_t uid, const std::string& mount_id) { return !mounts_ || mounts_->Get(uid, mount_id).ok(); },
+        options_.warm_idle_ms);
+  }
   if (!unavailable_.empty()) {
     MESA_LOG(kWarning) << "exec disabled: " << unavailable_;
   } else {
@@ -564,7 +575,8 @@ std::string ExecManager::Describe() const {
          std::to_string(o.pids_max) + " via " + (pids_ ? pids_->Describe() : "none") + ", timeout max " +
          std::to_string(o.timeout_max_ms) + " ms, output cap " + std::to_string(o.output_cap_bytes) +
          " bytes per stream, " + std::to_string(o.max_per_uid) + " per uid / " +
-         std::to_string(o.max_total) + " in all";
+         std::to_string(o.max_total) + " in all, " +
+         (o.warm_idle_ms > 0 ? "warm sandboxes (idle " + std::to_string(o.warm_idle_ms) + " ms)" : "no warm sandboxes");
 }
 
 absl::StatusOr<std::shared_ptr<ExecManager::Running>> ExecManager::Register(uid_t uid, const std::string& mount_id) {
@@ -627,6 +639,8 @@ void ExecManager::CancelMount(const std::string& mount_id) {
         return true;
       },
       options().kill_grace_ms + 3000);
+  // After the runs: none of them asks for another one now.
+  if (warm_) warm_->CancelMount(mount_id);
 }
 
 void ExecManager::Shutdown(int timeout_ms) {
@@ -635,6 +649,7 @@ void ExecManager::Shutdown(int timeout_ms) {
     shutting_down_ = true;
     for (auto& [seq, r] : running_) Cancel(*r, kShutdown);
   }
+  if (warm_) warm_->Shutdown();
   if (WaitUntil([&] { return running_.empty(); }, timeout_ms) && pids_) pids_->RemoveBase();
 }
 
@@ -651,6 +666,20 @@ void ExecManager::SetLimits(const ExecOptions& o) {
   options_.max_per_uid = o.max_per_uid;
   options_.max_total = o.max_total;
   options_.kill_grace_ms = o.kill_grace_ms;
+  options_.warm_idle_ms = o.warm_idle_ms;
+  if (warm_) warm_->SetIdleMs(o.warm_idle_ms);
+}
+
+ExecManager::SandboxStats ExecManager::sandbox_stats() const {
+  SandboxStats s;
+  s.cold_starts = cold_starts_.load();
+  if (warm_) {
+    WarmPool::Stats w = warm_->stats();
+    s.warm_waiting = w.waiting;
+    s.warm_starts = w.taken;
+    s.warm_expired = w.expired;
+  }
+  return s;
 }
 
 int ExecManager::running() const {
@@ -732,26 +761,54 @@ absl::StatusOr<dv1::ExecResult> ExecManager::Run(const PeerCred& caller, const d
   if (etc_) spec.etc_dir = etc_->Current();
   spec.has_stdin = req.has_stdin();
   spec.tmpfs_max_bytes = o.tmpfs_max_bytes;
-  MESA_ASSIGN_OR_RETURN(auto cgroup, pids_->NewRun("run-" + std::to_string(getpid()) + "-" + std::to_string(run->seq)));
-  if (cgroup) {
-    spec.cgroup_procs_fd = cgroup->procs_fd();
-  } else {
-    spec.rlimit_nproc = o.pids_max;
-  }
+  const bool pids_cgroup = pids_->uses_cgroups();
+  if (!pids_cgroup) spec.rlimit_nproc = o.pids_max;
   if (run->reason.load() != kNone) {
     return rest::LocalError(absl::StatusCode::kUnavailable, run->reason.load() == kUnmount ? "MOUNT_NOT_FOUND" : "SHUTTING_DOWN",
                             "the mount is being unmounted or mesad is stopping");
   }
-  MESA_ASSIGN_OR_RETURN(SandboxProcess sp, StartSandbox(tools_, spec));
-  MESA_LOG(kDebug) << "exec: uid " << caller.uid << " in " << info.id() << " (bwrap pid " << sp.pid << "): "
-                   << req.command().substr(0, 200);
+
+  // A warm sandbox of this uid and mount, made for exactly this sandbox, else a cold start.
+  const bool use_warm = warm_ && o.warm_idle_ms > 0;
+  const std::string fingerprint = use_warm ? WarmFingerprint(spec, pids_cgroup) : "";
+  SandboxProcess sp;
+  std::unique_ptr<RunCgroup> cgroup;
+  bool warm = false;
+  if (use_warm) {
+    if (auto w = warm_->Take(caller.uid, info.id(), fingerprint)) {
+      if (auto st = ActivateSandbox(w->sp, spec); st.ok()) {
+        sp = w->sp;
+        w->sp = SandboxProcess();
+        cgroup = std::move(w->cgroup);
+        warm = true;
+      } else {
+        MESA_LOG(kWarning) << "exec: " << st.message() << "; starting a new sandbox";
+        WarmPool::Kill(std::move(w));
+      }
+    }
+  }
+  if (!warm) {
+    MESA_ASSIGN_OR_RETURN(cgroup, pids_->NewRun("run-" + std::to_string(getpid()) + "-" + std::to_string(run->seq)));
+    if (cgroup) spec.cgroup_procs_fd = cgroup->procs_fd();
+    MESA_ASSIGN_OR_RETURN(sp, StartSandbox(tools_, spec));
+    ++cold_starts_;
+  }
+  // The next command of this uid and mount finds its sandbox ready.
+  if (use_warm) warm_->Prepare(spec, info.id(), fingerprint);
+  MESA_LOG(kDebug) << "exec: uid " << caller.uid << " in " << info.id() << " (bwrap pid " << sp.pid
+                   << (warm ? ", warm" : ", cold") << "): " << req.command().substr(0, 200);
   RunLoop loop(o, sp, caller.uid, sink, run->cancel_fd, &run->reason, req.stdin(), timeout_ms, cgroup.get());
+  loop.set_cwd(cwd);
+  loop.set_warm(warm);
   auto result = loop.Run();
   if (result.ok()) {
     MESA_LOG(kDebug) << "exec: bwrap pid " << sp.pid << " ended: exit " << result->exit_code() << ", signal "
                      << result->signal() << (result->cancelled() ? ", stopped (" + result->cancel_reason() + ")" : "")
                      << ", " << result->duration_ms() << " ms";
   }
+  // After a long command the one made at its start may have expired: make it again (a no-op
+  // while it waits). Not when the mount goes away or mesad stops.
+  if (use_warm && run->reason.load() == kNone) warm_->Prepare(spec, info.id(), fingerprint);
   return result;
 }
 

@@ -9,6 +9,11 @@
 // stop (timeout, Unmount, shutdown, client gone) first sends SIGTERM to every process of the
 // namespace and waits up to exec_kill_grace_ms. When the command exits on its own, whatever it
 // left running in the background is killed the same way.
+//
+// Warm sandboxes (warm_pool.h, exec_warm_idle_ms): after a run, the next sandbox of the same
+// uid and mount is set up in the background, its shim waiting for the command; a run whose
+// sandbox would be the same takes it and only sends the command, env, cwd and stdin. Each
+// sandbox still serves exactly one command.
 #pragma once
 
 #include <sys/types.h>
@@ -27,6 +32,7 @@
 #include "daemon/exec/etc_snapshot.h"
 #include "daemon/exec/pids_limit.h"
 #include "daemon/exec/sandbox.h"
+#include "daemon/exec/warm_pool.h"
 #include "daemon/mounts/mount_manager.h"
 #include "daemon/rpc/peer.h"
 #include "mesa/daemon/v1/exec.pb.h"
@@ -48,6 +54,7 @@ struct ExecOptions {
   uint64_t tmpfs_max_bytes = 1ull << 30;
   std::string cgroup_name = "mesad-exec";  // base cgroup of this daemon's runs
   std::string work_dir;  // root-owned, traversable by all: the sandbox's /etc lives here
+  int warm_idle_ms = 30000;  // a warm sandbox unused this long is killed; 0: no warm sandboxes
 };
 
 // The exec_* keys of mesad's config; the cgroup name is unique per state_dir.
@@ -89,9 +96,19 @@ class ExecManager {
   int running() const;
 
   // A reload: new timeouts, output cap, run limits and kill grace for runs that start later
-  // (running ones keep theirs). The other fields of `options` need a restart and are ignored.
+  // (running ones keep theirs), and the warm sandboxes' idle time (0 kills them). The other
+  // fields of `options` need a restart and are ignored.
   void SetLimits(const ExecOptions& options);
   ExecOptions options() const;
+
+  // Warm sandboxes waiting, and how many commands started in a warm / a cold sandbox.
+  struct SandboxStats {
+    int warm_waiting = 0;
+    uint64_t warm_starts = 0;
+    uint64_t cold_starts = 0;
+    uint64_t warm_expired = 0;
+  };
+  SandboxStats sandbox_stats() const;
 
  private:
   enum Reason : int { kNone = 0, kUnmount, kShutdown };
@@ -116,6 +133,9 @@ class ExecManager {
   std::unique_ptr<PidsLimiter> pids_;
   std::unique_ptr<EtcSnapshot> etc_;
   std::string bwrap_version_;
+  std::unique_ptr<WarmPool> warm_;  // when exec is available
+  std::atomic<uint64_t> cold_starts_{0};
+  std::atomic<uint64_t> warm_seq_{0};
 
   mutable std::mutex mu_;
   std::condition_variable changed_;

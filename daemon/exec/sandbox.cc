@@ -4,18 +4,24 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cctype>
+#include <chrono>
 #include <climits>
 #include <cstring>
+#include <fstream>
 
+#include "absl/strings/numbers.h"
 #include "daemon/exec/etc_snapshot.h"
 #include "rest/api_error.h"
 
@@ -33,7 +39,10 @@ constexpr int kGroupFd = 6;
 constexpr int kShimFd = 7;
 constexpr int kShimStatusFd = 8;
 constexpr int kExecErrorFd = 9;  // close-on-exec: the child reports a failure before exec here
-constexpr int kFirstFreeFd = 10;
+constexpr int kGoFd = 10;        // warm: the shim's end of the go socket (closed when cold)
+constexpr int kLastFd = kGoFd;
+constexpr int kFirstFreeFd = 11;
+constexpr int kPidfdIdType = 3;  // P_PIDFD for waitid (Linux 5.4), not in every libc's headers
 
 constexpr const char* kReserved[] = {"bin",  "sbin", "lib", "lib32", "lib64", "libx32", "usr",
                                      "etc",  "proc", "dev", "tmp",   "home",  "var",    "run"};
@@ -62,8 +71,8 @@ int DataFd(const char* name, const std::string& data) {
   return fd;
 }
 
-// Moves `fd` to a number >= kFirstFreeFd (close-on-exec), so that the child's dup2s to 0..9
-// never overwrite a source; closes the original.
+// Moves `fd` to a number >= kFirstFreeFd (close-on-exec), so that the child's dup2s to
+// 0..kLastFd never overwrite a source; closes the original.
 int High(int fd) {
   if (fd < 0 || fd >= kFirstFreeFd) return fd;
   int high = fcntl(fd, F_DUPFD_CLOEXEC, kFirstFreeFd);
@@ -86,7 +95,7 @@ struct Fds {
 
 // Child side, between fork and exec: only async-signal-safe calls (raw syscalls).
 struct ChildPlan {
-  int sources[kExecErrorFd + 1];  // target fd -> source fd (>= kFirstFreeFd)
+  int sources[kLastFd + 1];  // target fd -> source fd (>= kFirstFreeFd); -1: closed
   int cgroup_procs_fd;
   uid_t uid;
   gid_t gid;
@@ -116,8 +125,12 @@ int RunChild(void* arg) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int target = 0; target <= kExecErrorFd; ++target) {
-    if (dup2(p.sources[target], target) < 0) _exit(127);
+  for (int target = 0; target <= kLastFd; ++target) {
+    if (p.sources[target] < 0) {
+      close(target);
+    } else if (dup2(p.sources[target], target) < 0) {
+      _exit(127);
+    }
   }
   fcntl(kExecErrorFd, F_SETFD, FD_CLOEXEC);
   if (setpgid(0, 0) != 0) ChildFail(1);
@@ -219,39 +232,131 @@ std::vector<std::string> BwrapOptions(const SandboxSpec& spec) {
   return o;
 }
 
-absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const SandboxSpec& spec) {
-  Fds parent_side;  // closed on failure; released to the result on success
-  Fds child_side;   // always closed in the parent after the fork
+namespace {
 
+bool PipePair(int* read_end, int* write_end) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return false;
+  *read_end = High(p[0]);
+  *write_end = High(p[1]);
+  return *read_end >= 0 && *write_end >= 0;
+}
+
+// stdio pipes belong to the command's user, so that it may reopen them (/dev/stdout,
+// /dev/stderr, /proc/self/fd/N); a root-owned 0600 pipe would answer EACCES.
+bool UserPipe(const SandboxSpec& spec, int* read_end, int* write_end) {
+  return PipePair(read_end, write_end) && fchown(*read_end, spec.uid, spec.gid) == 0;
+}
+
+std::string PasswdFile(const SandboxSpec& spec) {
+  std::string passwd = "root:x:0:0:root:/root:/bin/bash\n";
+  if (spec.uid != 0) passwd += spec.user_name + ":x:" + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) + "::" + kSandboxHome + ":/bin/bash\n";
+  passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+  return passwd;
+}
+
+std::string GroupFile(const SandboxSpec& spec) {
+  std::string group = "root:x:0:\n";
+  if (spec.gid != 0) group += spec.group_name + ":x:" + std::to_string(spec.gid) + ":\n";
+  group += "nogroup:x:65534:\n";
+  return group;
+}
+
+// bwrap's options as one NUL-separated string; a warm sandbox starts in / (the shim chdirs).
+std::string JoinedOptions(const SandboxSpec& spec, bool warm) {
   std::string args;
-  for (const auto& a : BwrapOptions(spec)) {
+  SandboxSpec s = spec;
+  if (warm) s.cwd = "/";
+  for (const auto& a : BwrapOptions(s)) {
     args += a;
     args.push_back('\0');
   }
-  std::string home = kSandboxHome;
-  std::string passwd = "root:x:0:0:root:/root:/bin/bash\n";
-  std::string group = "root:x:0:\n";
-  if (spec.uid != 0) passwd += spec.user_name + ":x:" + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) + "::" + home + ":/bin/bash\n";
-  if (spec.gid != 0) group += spec.group_name + ":x:" + std::to_string(spec.gid) + ":\n";
-  passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-  group += "nogroup:x:65534:\n";
+  return args;
+}
 
-  int sources[kExecErrorFd + 1];
-  auto pipe_pair = [&](int* read_end, int* write_end) -> bool {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return false;
-    *read_end = High(p[0]);
-    *write_end = High(p[1]);
-    return *read_end >= 0 && *write_end >= 0;
-  };
-  // stdio pipes belong to the command's user, so that it may reopen them (/dev/stdout,
-  // /dev/stderr, /proc/self/fd/N); a root-owned 0600 pipe would answer EACCES.
-  auto user_pipe = [&](int* read_end, int* write_end) -> bool {
-    return pipe_pair(read_end, write_end) && fchown(*read_end, spec.uid, spec.gid) == 0;
-  };
+}  // namespace
+
+std::string WarmFingerprint(const SandboxSpec& spec, bool pids_cgroup) {
+  std::string f = JoinedOptions(spec, true);
+  f += "\n" + std::to_string(spec.uid) + ":" + std::to_string(spec.gid) + "\n" + PasswdFile(spec) + GroupFile(spec);
+  f += "nproc=" + std::to_string(spec.rlimit_nproc) + " cgroup=" + (pids_cgroup ? "1" : "0") +
+       " nofile=" + std::to_string(g_child_nofile_soft);
+  return f;
+}
+
+absl::Status ActivateSandbox(SandboxProcess& sp, const SandboxSpec& spec) {
+  if (sp.go_fd < 0) return rest::InternalError("not a warm sandbox");
+  std::string message = (spec.cwd.empty() ? "/" : spec.cwd);
+  message.push_back('\0');
+  message += spec.command;
+  message.push_back('\0');
+  for (const auto& e : spec.env) {
+    message += e;
+    message.push_back('\0');
+  }
+  Fds fds;
+  int data = fds.Add(DataFd("exec-go", message));
+  message.assign(message.size(), '\0');  // the environment may hold secrets
+  if (data < 0) return rest::InternalError(Errno("memfd"));
+  int fd_list[2] = {data, -1};
+  int nfds = 1;
+  int stdin_write = -1;
+  if (spec.has_stdin) {
+    int stdin_read = -1;
+    if (!UserPipe(spec, &stdin_read, &stdin_write)) {
+      if (stdin_read >= 0) close(stdin_read);
+      if (stdin_write >= 0) close(stdin_write);
+      return rest::InternalError(Errno("pipe"));
+    }
+    fds.Add(stdin_read);
+    fd_list[nfds++] = stdin_read;
+  }
+  char byte = 'g';
+  iovec iov{&byte, 1};
+  union {
+    cmsghdr align;
+    char buf[CMSG_SPACE(sizeof fd_list)];
+  } control{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(nfds));
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<size_t>(nfds));
+  memcpy(CMSG_DATA(c), fd_list, sizeof(int) * static_cast<size_t>(nfds));
+  ssize_t n;
+  do {
+    n = sendmsg(sp.go_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  int send_errno = errno;
+  close(sp.go_fd);
+  sp.go_fd = -1;
+  if (n != 1) {
+    if (stdin_write >= 0) close(stdin_write);
+    errno = send_errno;
+    return rest::InternalError(Errno("the warm sandbox is gone: sendmsg"));
+  }
+  sp.stdin_fd = stdin_write;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const SandboxSpec& spec, bool warm) {
+  Fds parent_side;  // closed on failure; released to the result on success
+  Fds child_side;   // always closed in the parent after the fork
+
+  std::string args = JoinedOptions(spec, warm);
+  std::string passwd = PasswdFile(spec);
+  std::string group = GroupFile(spec);
+
+  int sources[kLastFd + 1];
+  auto pipe_pair = PipePair;
+  auto user_pipe = [&](int* read_end, int* write_end) -> bool { return UserPipe(spec, read_end, write_end); };
   SandboxProcess out;
   int w = -1;
-  if (spec.has_stdin) {
+  if (spec.has_stdin && !warm) {
     int r = -1;
     if (!user_pipe(&r, &w)) return rest::InternalError(Errno("pipe"));
     out.stdin_fd = parent_side.Add(w);
@@ -281,23 +386,38 @@ absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const San
   Fds error_pipe;
   error_pipe.Add(exec_error_read);
   sources[kExecErrorFd] = child_side.Add(w);
-  for (int fd : sources) {
-    if (fd < kFirstFreeFd) return rest::InternalError(Errno("preparing the sandbox's descriptors"));
+  sources[kGoFd] = -1;
+  if (warm) {
+    // SEQPACKET: the one go message arrives whole, with its descriptors.
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return rest::InternalError(Errno("socketpair"));
+    out.go_fd = parent_side.Add(High(sv[0]));
+    sources[kGoFd] = child_side.Add(High(sv[1]));
+    if (sources[kGoFd] < kFirstFreeFd) return rest::InternalError(Errno("preparing the sandbox's descriptors"));
+  }
+  for (int i = 0; i <= kExecErrorFd; ++i) {
+    if (sources[i] < kFirstFreeFd) return rest::InternalError(Errno("preparing the sandbox's descriptors"));
   }
 
   std::vector<std::string> argv_s = {tools.bwrap, "--args", std::to_string(kArgsFd), "--",
                                      "/proc/self/fd/" + std::to_string(kShimFd), std::to_string(kShimStatusFd),
-                                     std::to_string(spec.rlimit_nproc), "/bin/bash", "bash", "-c", spec.command};
+                                     std::to_string(spec.rlimit_nproc)};
+  if (warm) {
+    argv_s.insert(argv_s.end(), {"--warm", std::to_string(kGoFd)});
+  } else {
+    argv_s.insert(argv_s.end(), {"/bin/bash", "bash", "-c", spec.command});
+  }
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::vector<std::string> env_s = spec.env;
+  // Warm: bwrap and the waiting shim get no environment; the command's comes with the go.
+  std::vector<std::string> env_s = warm ? std::vector<std::string>() : spec.env;
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
 
   ChildPlan plan{};
-  for (int i = 0; i <= kExecErrorFd; ++i) plan.sources[i] = sources[i];
+  for (int i = 0; i <= kLastFd; ++i) plan.sources[i] = sources[i];
   plan.cgroup_procs_fd = spec.cgroup_procs_fd;
   plan.uid = spec.uid;
   plan.gid = spec.gid;
@@ -342,6 +462,83 @@ absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const San
   out.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   for (int& fd : parent_side.fds) fd = -1;  // owned by `out` now
   return out;
+}
+
+int64_t JsonStatusInt(const std::string& text, const std::string& key) {
+  size_t at = text.find("\"" + key + "\"");
+  if (at == std::string::npos) return -1;
+  at = text.find(':', at);
+  if (at == std::string::npos) return -1;
+  ++at;
+  while (at < text.size() && text[at] == ' ') ++at;
+  size_t end = at;
+  while (end < text.size() && (isdigit(static_cast<unsigned char>(text[end])) || text[end] == '-')) ++end;
+  if (end == at || end == text.size()) return -1;  // the number may not be complete yet
+  int64_t v = -1;
+  return absl::SimpleAtoi(text.substr(at, end - at), &v) ? v : -1;
+}
+
+void KillUnusedSandbox(SandboxProcess& sp) {
+  auto close_fd = [](int& fd) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  };
+  close_fd(sp.go_fd);  // a shim that is still waiting reads end-of-file and exits
+  close_fd(sp.stdin_fd);
+  close_fd(sp.stdout_fd);
+  close_fd(sp.stderr_fd);
+  close_fd(sp.shim_status_fd);
+  if (sp.pid <= 0) {
+    close_fd(sp.bwrap_status_fd);
+    close_fd(sp.pidfd);
+    return;
+  }
+  // bwrap's pid 1: bwrap reports it right after cloning it. Until then (a sandbox still being
+  // set up) wait for the report or for bwrap's end, so that no pid 1 goes unreaped.
+  std::string status;
+  pid_t init = -1;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (init < 0 && sp.bwrap_status_fd >= 0 && std::chrono::steady_clock::now() < deadline) {
+    pollfd fds[2] = {{sp.bwrap_status_fd, POLLIN, 0}, {sp.pidfd, POLLIN, 0}};
+    int n = poll(fds, sp.pidfd >= 0 ? 2 : 1, 50);
+    if (n > 0 && fds[0].revents) {
+      char buf[512];
+      ssize_t r = read(sp.bwrap_status_fd, buf, sizeof buf);
+      if (r <= 0) break;
+      status.append(buf, static_cast<size_t>(r));
+      init = static_cast<pid_t>(JsonStatusInt(status, "child-pid"));
+    } else if (n > 0 && fds[1].revents) {
+      break;  // bwrap is gone (and has reaped whatever it had started)
+    }
+  }
+  close_fd(sp.bwrap_status_fd);
+  // While bwrap lives unreaped, a process whose parent it is cannot be a reused pid.
+  int init_pidfd = -1;
+  if (init > 0) {
+    init_pidfd = static_cast<int>(syscall(SYS_pidfd_open, init, 0));
+    std::ifstream st("/proc/" + std::to_string(init) + "/status");
+    std::string line;
+    bool ours = false;
+    while (std::getline(st, line)) {
+      if (line.rfind("PPid:", 0) == 0) ours = strtol(line.c_str() + 5, nullptr, 10) == sp.pid;
+    }
+    if (!ours) close_fd(init_pidfd);
+  }
+  // bwrap dies; its pid 1 follows (PR_SET_PDEATHSIG, --die-with-parent), the kernel killing
+  // everything of the namespace first, and is then mesad's child: reap it through its pidfd.
+  kill(sp.pid, SIGKILL);
+  int wstatus = 0;
+  while (waitpid(sp.pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (init_pidfd >= 0) {
+    siginfo_t info{};
+    while (waitid(static_cast<idtype_t>(kPidfdIdType), static_cast<id_t>(init_pidfd), &info, WEXITED | __WALL) < 0 &&
+           errno == EINTR) {
+    }
+  }
+  close_fd(init_pidfd);
+  close_fd(sp.pidfd);
+  sp.pid = -1;
 }
 
 void RaiseNoFileLimit() {

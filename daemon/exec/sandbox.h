@@ -12,6 +12,10 @@
 // a new session, --die-with-parent. The command runs as `/bin/bash -c COMMAND` under
 // mesad-exec-shim (pid 2), which reports the exact exit status or signal.
 //
+// Warm (StartSandbox with `warm`): the same sandbox set up before the command is known; the
+// shim waits on a socket (SandboxProcess::go_fd) until ActivateSandbox sends it the command,
+// environment, cwd and stdin. Used for one command, like a cold one.
+//
 // Secrets stay off command lines: bwrap's options arrive through a memfd (--args), the
 // environment through execve's envp (bwrap passes it on), so `ps` on the host shows neither.
 #pragma once
@@ -38,6 +42,8 @@ struct RepoBind {
 };
 
 struct SandboxSpec {
+  // What the sandbox is: a warm sandbox serves a command whose spec has the same
+  // WarmFingerprint (everything here but command, env, cwd and has_stdin).
   uid_t uid = 0;
   gid_t gid = 0;
   std::string user_name;   // for /etc/passwd
@@ -71,7 +77,8 @@ struct SandboxProcess {
   int stdout_fd = -1;
   int stderr_fd = -1;
   int bwrap_status_fd = -1;  // --json-status-fd: {"child-pid": N ...} then {"exit-code": N}
-  int shim_status_fd = -1;   // mesad-exec-shim: "exit N" | "signal N" | "exec-error E"
+  int shim_status_fd = -1;   // mesad-exec-shim: "exit N" | "signal N" | "exec-error E" | "chdir-error E"
+  int go_fd = -1;            // warm, not yet activated: mesad's end of the shim's go socket
 };
 
 // bwrap's options (everything before "--"), in order.
@@ -80,7 +87,27 @@ std::vector<std::string> BwrapOptions(const SandboxSpec& spec);
 // Forks, drops to spec.uid/gid (no supplementary groups) and execs bwrap. Fails when the
 // child could not exec bwrap; a sandbox that bwrap cannot build shows as a bwrap exit with no
 // "exit-code" status, with bwrap's message on stderr.
-absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const SandboxSpec& spec);
+//
+// `warm`: spec's command, env, cwd and has_stdin are ignored; bwrap gets an empty environment
+// and cwd /, stdin is /dev/null, and the shim waits on `go_fd` for ActivateSandbox.
+absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const SandboxSpec& spec, bool warm = false);
+
+// Hands a warm sandbox its command: spec.command, spec.env, spec.cwd and, when spec.has_stdin,
+// a new stdin pipe (its write end becomes sp.stdin_fd). Through a memfd passed over the go
+// socket, never a command line. Closes sp.go_fd. Fails when the shim is gone.
+absl::Status ActivateSandbox(SandboxProcess& sp, const SandboxSpec& spec);
+
+// What decides whether a warm sandbox can serve `spec`: bwrap's options (binds, network, /etc
+// generation, tmpfs size, ...), the identity and /etc/passwd+group, the process limit.
+std::string WarmFingerprint(const SandboxSpec& spec, bool pids_cgroup);
+
+// The integer after `"key": ` in bwrap's JSON status (--json-status-fd), or -1.
+int64_t JsonStatusInt(const std::string& text, const std::string& key);
+
+// Kills a sandbox that never ran a command (a warm one nobody took) and reaps it: bwrap, and
+// bwrap's pid 1 (which its --die-with-parent takes down with the whole pid namespace, and
+// which mesad, a subreaper, inherits). Closes every fd of `sp`. Blocks until all are gone.
+void KillUnusedSandbox(SandboxProcess& sp);
 
 // Raises this process's soft RLIMIT_NOFILE to its hard limit (a mount keeps a descriptor per
 // file written and not yet dropped) and has sandboxed commands start with the original soft

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -367,6 +368,46 @@ void Seeder::Repo(const std::string& name, const std::vector<std::pair<std::stri
 
 // ---- /proc ----
 
+namespace {
+
+// read(2), not istreambuf_iterator: a process that exits between open and read makes the read
+// fail with ESRCH, which libstdc++'s filebuf turns into an exception.
+std::string ReadProcFile(pid_t pid, const std::string& name) {
+  std::string text;
+  int fd = open(("/proc/" + std::to_string(pid) + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) text.assign(buf, static_cast<size_t>(n));
+    close(fd);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::vector<std::string> WarmSandboxes(uid_t uid) {
+  std::vector<std::string> out;
+  for (pid_t p : ProcessesOf(uid)) {
+    if (ReadProcFile(p, "comm") != "mesa-warm\n") continue;
+    char ns[128];
+    ssize_t n = readlink(("/proc/" + std::to_string(p) + "/ns/pid").c_str(), ns, sizeof ns);
+    if (n > 0) out.emplace_back(ns, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::string WaitForWarmSandbox(uid_t uid, const std::string& except, int ms) {
+  int64_t until = NowMs() + ms;
+  while (true) {
+    for (const auto& ns : WarmSandboxes(uid)) {
+      if (ns != except) return ns;
+    }
+    if (NowMs() >= until) return "";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 std::vector<pid_t> ProcessesOf(uid_t uid, pid_t except) {
   std::vector<pid_t> out;
   DIR* d = opendir("/proc");
@@ -483,23 +524,18 @@ Agent::Outcome ExecTest::Run(const std::string& command, const std::string& cwd,
   return agent_->Exec(Request(command, cwd, timeout_ms));
 }
 
-std::vector<std::string> ExecTest::Leftovers(uid_t uid, int ms) {
+std::vector<std::string> ExecTest::Leftovers(uid_t uid, int ms, bool include_warm) {
   int64_t until = NowMs() + ms;
   while (true) {
     std::vector<std::string> left;
     for (pid_t p : ProcessesOf(uid)) {
       if (std::find(agent_pids_.begin(), agent_pids_.end(), p) != agent_pids_.end()) continue;
-      // read(2), not istreambuf_iterator: a process that exits between open and read makes the
-      // read fail with ESRCH, which libstdc++'s filebuf turns into an exception.
-      std::string cmdline;
-      int fd = open(("/proc/" + std::to_string(p) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        char buf[512];
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n > 0) cmdline.assign(buf, static_cast<size_t>(n));
-        close(fd);
-      }
+      std::string cmdline = ReadProcFile(p, "cmdline");
       std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      // bwrap and its pid 1: "bwrap --args 3 -- /proc/self/fd/7 8 N --warm 10"; the shim:
+      // "/proc/self/fd/7 8 N --warm 10". A command's processes never end so.
+      static const std::regex warm(".* --warm [0-9]+ $");
+      if (!include_warm && std::regex_match(cmdline, warm)) continue;
       left.push_back(std::to_string(p) + " (" + cmdline + ")");
     }
     if (left.empty() || NowMs() >= until) return left;

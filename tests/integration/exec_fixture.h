@@ -97,6 +97,12 @@ class Seeder {
 
 // Processes whose real uid is `uid`, except `except`.
 std::vector<pid_t> ProcessesOf(uid_t uid, pid_t except = -1);
+// The warm sandboxes waiting for a command of `uid` (exec_warm_idle_ms): the pid namespace
+// ("pid:[N]", as readlink /proc/self/ns/pid shows it inside) of each waiting shim, the process
+// named "mesa-warm".
+std::vector<std::string> WarmSandboxes(uid_t uid);
+// Waits up to `ms` for a warm sandbox of `uid` other than `except`; its pid namespace, or "".
+std::string WaitForWarmSandbox(uid_t uid, const std::string& except = "", int ms = 10000);
 // The peak resident size (VmHWM) and the current one (VmRSS) of `pid`, in bytes.
 uint64_t PeakRss(pid_t pid);
 uint64_t CurrentRss(pid_t pid);
@@ -118,8 +124,10 @@ class ExecTest : public ::testing::Test {
   Agent::Outcome Run(const std::string& command, const std::string& cwd = "", uint32_t timeout_ms = 0);
   dv1::ExecRequest Request(const std::string& command, const std::string& cwd = "", uint32_t timeout_ms = 0) const;
   // Waits (up to `ms`) until no process of `uid` but the agents' remains; returns the
-  // leftovers as "pid (command line)".
-  std::vector<std::string> Leftovers(uid_t uid, int ms = 0);
+  // leftovers as "pid (command line)". The warm sandbox mesad keeps ready for the uid's next
+  // command (bwrap, its pid 1 and the shim, whose command lines end in `--warm FD`: no command
+  // has run in it) is not a command's leftover and counts only with `include_warm`.
+  std::vector<std::string> Leftovers(uid_t uid, int ms = 0, bool include_warm = false);
 
   TempDir dir_;
   std::unique_ptr<MesaServerProcess> server_;

@@ -2,6 +2,7 @@
 // client that is another uid (an agent, see exec_fixture.h): env and cwd, exit codes and
 // signals, stdout/stderr, binary output, stdin, timeouts and cancellation that leave no
 // process behind, output floods, limits, the CLI.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -311,7 +312,8 @@ TEST_F(ExecTest, UnmountKillsTheMountsCommands) {
   EXPECT_EQ(r.result.cancel_reason(), "unmount");
   EXPECT_FALSE(r.result.timed_out());
   EXPECT_EQ(r.result.signal(), SIGKILL);
-  EXPECT_EQ(Leftovers(agent_->uid()), std::vector<std::string>());
+  // The warm sandbox made for the mount's next command is gone too.
+  EXPECT_EQ(Leftovers(agent_->uid(), 0, /*include_warm=*/true), std::vector<std::string>());
   EXPECT_EQ(Run("true").error.code, "MOUNT_NOT_FOUND");
 }
 
@@ -327,14 +329,17 @@ TEST_F(ExecTest, SigtermKillsCommandsAndAnswersTheirCallers) {
   EXPECT_EQ(r.result.cancel_reason(), "shutdown");
   EXPECT_EQ(r.result.stdout(), "started\n");
   EXPECT_EQ(Leftovers(agent_->uid()), std::vector<std::string>());
+  // mesad is gone: so is the warm sandbox it had made for the next command.
+  EXPECT_EQ(Leftovers(agent_->uid(), 0, /*include_warm=*/true), std::vector<std::string>());
 }
 
 TEST_F(ExecTest, SigkillOfMesadTakesTheSandboxesWithIt) {
   agent_->StartExec(Request("setsid sleep 1000 & sleep 1000", "", 60000));
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   EXPECT_FALSE(Leftovers(agent_->uid()).empty());
+  EXPECT_NE(WaitForWarmSandbox(agent_->uid()), "");  // made for the next command meanwhile
   mesad_->Stop(SIGKILL);
-  EXPECT_EQ(Leftovers(agent_->uid(), 3000), std::vector<std::string>());
+  EXPECT_EQ(Leftovers(agent_->uid(), 3000, /*include_warm=*/true), std::vector<std::string>());
   EXPECT_NE(agent_->Finish().error.code, "");
   StartMesad();  // detaches the dead daemon's mount
 }
@@ -482,6 +487,259 @@ TEST_F(ExecTest, CliStreamsAndExitsWithTheCommandsCode) {
   EXPECT_NE(out.find("\"stdout\": \"eA==\""), std::string::npos) << out;
   rc = RunCommand(as_user + "exec mnt_nope -- true 2>/dev/null");
   EXPECT_EQ(rc, 6);  // NotFoundError
+}
+
+
+// ---- warm sandboxes (exec_warm_idle_ms) ----
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The next command of a uid and mount runs in a sandbox that existed before its request: the
+// pid namespace the command sees is the one of the shim that was waiting.
+TEST_F(ExecTest, TheNextCommandRunsInAWarmSandbox) {
+  uid_t uid = agent_->uid();
+  EXPECT_EQ(WarmSandboxes(uid), std::vector<std::string>());  // none before a first command
+  auto r = Run("readlink /proc/self/ns/pid");
+  ASSERT_EQ(r.error.code, "") << r.error.message;
+  EXPECT_FALSE(r.result.warm_sandbox());
+  std::string first = Trimmed(r.result.stdout());
+  std::string warm = WaitForWarmSandbox(uid);
+  ASSERT_NE(warm, "") << "no warm sandbox after a command";
+  EXPECT_NE(warm, first);
+  EXPECT_EQ(WarmSandboxes(uid).size(), 1u);  // one per uid and mount
+
+  r = Run("readlink /proc/self/ns/pid; echo $$ $PPID; cat /proc/1/comm");
+  ASSERT_EQ(r.error.code, "") << r.error.message;
+  EXPECT_TRUE(r.result.warm_sandbox());
+  EXPECT_EQ(r.result.stdout(), warm + "\n3 2\nbwrap\n");  // bash under the shim under bwrap's pid 1
+  EXPECT_EQ(r.result.exit_code(), 0);
+  // Used once: the next command gets another one.
+  std::string next = WaitForWarmSandbox(uid, warm);
+  ASSERT_NE(next, "");
+  EXPECT_EQ(WarmSandboxes(uid), std::vector<std::string>({next}));
+  r = Run("readlink /proc/self/ns/pid");
+  EXPECT_TRUE(r.result.warm_sandbox());
+  EXPECT_EQ(Trimmed(r.result.stdout()), next);
+  // ExecStream takes it the same way.
+  std::string third = WaitForWarmSandbox(uid, next);
+  auto s = agent_->Stream(Request("readlink /proc/self/ns/pid"));
+  EXPECT_TRUE(s.result.warm_sandbox());
+  ASSERT_EQ(s.chunks.size(), 1u);
+  EXPECT_EQ(Trimmed(s.chunks[0].second), third);
+}
+
+// What a command sees and what its caller gets back, the same on either path: `warm` says
+// which one every command but the first must have taken.
+void ExpectCommandsBehaveTheSame(Agent* agent,
+                                 const std::function<dv1::ExecRequest(const std::string&, const std::string&, uint32_t)>& request,
+                                 bool warm, const std::function<std::vector<std::string>()>& warm_leftovers) {
+  uid_t uid = agent->uid();
+  auto run = [&](dv1::ExecRequest req, bool stream = false) {
+    if (warm) {
+      EXPECT_NE(WaitForWarmSandbox(uid), "") << req.command();
+    }
+    auto r = stream ? agent->Stream(req) : agent->Exec(req);
+    EXPECT_EQ(r.error.code, "") << req.command() << ": " << r.error.message;
+    EXPECT_EQ(r.result.warm_sandbox(), warm) << req.command();
+    if (!warm) {
+      EXPECT_EQ(warm_leftovers(), std::vector<std::string>()) << "a warm sandbox though disabled";
+    }
+    return r;
+  };
+  agent->Exec(request("true", "", 0));  // the first command sets up its own sandbox either way
+
+  auto r = run(request("env | sort", "", 0));
+  EXPECT_EQ(r.result.stdout(), Lines({"HOME=/home/user", "LANG=C.UTF-8",
+                                      "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin", "PWD=/",
+                                      "SHLVL=1", "_=/usr/bin/env"}));
+  auto req = request("echo \"$GREETING|$LANG|$HOME|$EMPTY|${UNSET-unset}\"; env | wc -l", "", 0);
+  (*req.mutable_env())["GREETING"] = "hello world; $(not run)";
+  (*req.mutable_env())["LANG"] = "C";
+  (*req.mutable_env())["EMPTY"] = "";
+  (*req.mutable_env())["BIG"] = std::string(100000, 'b');  // larger than a pipe's buffer
+  r = run(req);
+  EXPECT_EQ(r.result.stdout(), "hello world; $(not run)|C|/home/user||unset\n9\n");
+
+  r = run(request("pwd; ls; cat main.c", "/app/src", 0));
+  EXPECT_EQ(r.result.stdout(), Lines({"/app/src", "main.c", "util", "int main(void) { return 0; }"}));
+  EXPECT_EQ(run(request("pwd", "/tmp", 0)).result.stdout(), "/tmp\n");
+  EXPECT_EQ(run(request("./run.sh", "/app", 0)).result.stdout(), "run.sh ran in /app\n");
+
+  struct Case {
+    std::string command;
+    int exit_code;
+    int signal;
+  } cases[] = {
+      {"exit 3", 3, 0},
+      {"no-such-command", 127, 0},
+      {"kill -TERM $$", 128 + SIGTERM, SIGTERM},
+      {"exit 137", 137, 0},
+      {"sh -c 'kill -SEGV $$'", 128 + SIGSEGV, SIGSEGV},
+  };
+  for (const auto& c : cases) {
+    r = run(request(c.command, "", 0));
+    EXPECT_EQ(r.result.exit_code(), c.exit_code) << c.command;
+    EXPECT_EQ(r.result.signal(), c.signal) << c.command;
+    EXPECT_FALSE(r.result.cancelled()) << c.command;
+  }
+
+  r = run(request("echo out1; echo err1 >&2; printf out2; printf err2 >&2; echo -n 3 > /dev/stderr;"
+                  "echo -n 3 > /dev/stdout; exit 4", "", 0));
+  EXPECT_EQ(r.result.stdout(), "out1\nout23");
+  EXPECT_EQ(r.result.stderr(), "err1\nerr23");
+  EXPECT_EQ(r.result.stdout_bytes(), 10u);
+  EXPECT_EQ(r.result.stderr_bytes(), 10u);
+  EXPECT_EQ(r.result.exit_code(), 4);
+  auto s = run(request("echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo out2", "", 0), /*stream=*/true);
+  std::vector<std::pair<bool, std::string>> want = {{false, "out1\n"}, {true, "err1\n"}, {false, "out2\n"}};
+  EXPECT_EQ(s.chunks, want);
+
+  // Stdin: none is /dev/null; bytes arrive exactly, through a pipe the command may reopen.
+  EXPECT_EQ(run(request("cat; readlink /proc/self/fd/0", "", 0)).result.stdout(), "/dev/null\n");
+  req = request("tr a-z A-Z; echo; wc -c < /dev/stdin", "", 0);
+  req.set_stdin("hello, stdin");
+  EXPECT_EQ(run(req).result.stdout(), "HELLO, STDIN\n0\n");
+  req = request("wc -c", "", 0);
+  req.set_stdin(std::string(3 << 20, 'x'));
+  EXPECT_EQ(run(req).result.stdout(), std::to_string(3 << 20) + "\n");
+
+  // The timeout counts from the start of the command; the whole namespace is killed.
+  r = run(request("echo before; echo err >&2; sleep 100 & sleep 100; echo after", "", 700));
+  EXPECT_TRUE(r.result.timed_out());
+  EXPECT_TRUE(r.result.cancelled());
+  EXPECT_EQ(r.result.cancel_reason(), "timeout");
+  EXPECT_EQ(r.result.exit_code(), 124);
+  EXPECT_EQ(r.result.signal(), SIGTERM);
+  EXPECT_EQ(r.result.stdout(), "before\n");
+  EXPECT_EQ(r.result.stderr(), "err\n");
+  EXPECT_GE(r.result.duration_ms(), 700);
+  EXPECT_LT(r.result.duration_ms(), 700 + 200 + 1000);
+}
+
+TEST_F(ExecTest, WarmSandboxesBehaveLikeColdOnes) {
+  ExpectCommandsBehaveTheSame(
+      agent_.get(), [&](const std::string& c, const std::string& cwd, uint32_t t) { return Request(c, cwd, t); },
+      /*warm=*/true, [] { return std::vector<std::string>(); });
+  EXPECT_EQ(Leftovers(agent_->uid()), std::vector<std::string>());
+}
+
+class ExecColdTest : public ExecTest {
+ protected:
+  std::string ExtraConfig() const override { return "exec_warm_idle_ms: 0\n"; }
+};
+
+// exec_warm_idle_ms: 0: every command sets up its own sandbox, and nothing waits in between.
+TEST_F(ExecColdTest, NoWarmSandboxesWhenDisabled) {
+  ExpectCommandsBehaveTheSame(
+      agent_.get(), [&](const std::string& c, const std::string& cwd, uint32_t t) { return Request(c, cwd, t); },
+      /*warm=*/false, [&] { return Leftovers(agent_->uid(), 0, /*include_warm=*/true); });
+  EXPECT_EQ(Run("readlink /proc/self/ns/pid").result.warm_sandbox(), false);
+  EXPECT_EQ(WarmSandboxes(agent_->uid()), std::vector<std::string>());
+}
+
+// Each sandbox serves one command: nothing of one command's /tmp, home, /dev/shm, processes or
+// environment reaches the next, warm or not.
+TEST_F(ExecTest, WarmSandboxesShareNothingBetweenCommands) {
+  Run("true");
+  ASSERT_NE(WaitForWarmSandbox(agent_->uid()), "");
+  auto r = Run("echo secret > /tmp/f; echo h > ~/h; echo m > /dev/shm/m; mkdir /tmp/d; export X=1;"
+               "(setsid sleep 1000 &); cd /tmp; readlink /proc/self/ns/pid");
+  ASSERT_EQ(r.error.code, "") << r.error.message;
+  EXPECT_TRUE(r.result.warm_sandbox());
+  std::string first = Trimmed(r.result.stdout());
+  ASSERT_NE(WaitForWarmSandbox(agent_->uid(), first), "");
+  r = Run("ls -A /tmp /home/user /dev/shm; echo \"${X-none} $(pwd)\"; ls /proc | grep -c '^[0-9]';"
+          "readlink /proc/self/ns/pid");
+  EXPECT_TRUE(r.result.warm_sandbox());
+  std::string out = r.result.stdout();
+  size_t ns_at = out.rfind("pid:[");
+  ASSERT_NE(ns_at, std::string::npos) << out;
+  // Empty; bwrap's pid 1, the shim, bash, ls and grep; another pid namespace.
+  EXPECT_EQ(out.substr(0, ns_at), "/dev/shm:\n\n/home/user:\n\n/tmp:\nnone /\n5\n");
+  EXPECT_NE(Trimmed(out.substr(ns_at)), first);
+}
+
+// Command and environment reach the warm sandbox through a descriptor, not a command line:
+// the environment is on no process's command line on the host.
+TEST_F(ExecTest, WarmSandboxGetsItsEnvironmentOffTheCommandLine) {
+  Run("true");
+  ASSERT_NE(WaitForWarmSandbox(agent_->uid()), "");
+  auto req = Request("echo started; sleep 1000", "", 60000);
+  (*req.mutable_env())["TOKEN"] = "tok-5f3a9e1c-not-on-any-command-line";
+  agent_->StartStream(req);
+  ASSERT_TRUE(agent_->WaitForChunk());
+  int found = 0, scanned = 0;
+  for (pid_t p : ProcessesOf(agent_->uid())) {
+    std::string cmdline;
+    int fd = open(("/proc/" + std::to_string(p) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+    char buf[4096];
+    ssize_t n;
+    while (fd >= 0 && (n = read(fd, buf, sizeof buf)) > 0) cmdline.append(buf, static_cast<size_t>(n));
+    if (fd >= 0) close(fd);
+    ++scanned;
+    found += cmdline.find("tok-5f3a9e1c") != std::string::npos;
+  }
+  EXPECT_GT(scanned, 3);  // bwrap, its pid 1, the shim, bash, sleep
+  EXPECT_EQ(found, 0);
+  agent_->Kill();
+  EXPECT_EQ(Leftovers(TestUid(0), 3000), std::vector<std::string>());
+}
+
+// A warm sandbox fits one configuration: a command whose sandbox would differ (here the
+// caller's gid, from SO_PEERCRED) kills it and sets up its own.
+TEST_F(ExecTest, AWarmSandboxThatDoesNotFitIsReplaced) {
+  uid_t uid = agent_->uid();
+  gid_t other_gid = uid + 7;
+  Run("true");
+  std::string warm = WaitForWarmSandbox(uid);
+  ASSERT_NE(warm, "");
+  Agent other(uid, other_gid, mesad_->socket());
+  agent_pids_.push_back(other.pid());
+  auto r = other.Exec(Request("id -g; readlink /proc/self/ns/pid"));
+  ASSERT_EQ(r.error.code, "") << r.error.message;
+  EXPECT_FALSE(r.result.warm_sandbox());
+  EXPECT_EQ(r.result.stdout().substr(0, r.result.stdout().find('\n')), std::to_string(other_gid));
+  EXPECT_EQ(r.result.stdout().find(warm), std::string::npos);
+  // The one for the other gid is gone; the next one is for this gid.
+  std::string next = WaitForWarmSandbox(uid, warm);
+  ASSERT_NE(next, "");
+  EXPECT_EQ(WarmSandboxes(uid), std::vector<std::string>({next}));
+  r = other.Exec(Request("id -g"));
+  EXPECT_TRUE(r.result.warm_sandbox());
+  EXPECT_EQ(r.result.stdout(), std::to_string(other_gid) + "\n");
+  // And back.
+  ASSERT_NE(WaitForWarmSandbox(uid, next), "");
+  r = Run("id -g");
+  EXPECT_FALSE(r.result.warm_sandbox());
+  EXPECT_EQ(r.result.stdout(), std::to_string(uid) + "\n");
+}
+
+TEST_F(ExecTest, UnmountKillsTheWarmSandbox) {
+  Run("true");
+  ASSERT_NE(WaitForWarmSandbox(agent_->uid()), "");
+  EXPECT_FALSE(Leftovers(agent_->uid(), 0, /*include_warm=*/true).empty());
+  ASSERT_EQ(agent_->Unmount(mount_.id()).code, "");
+  // Gone when Unmount returns.
+  EXPECT_EQ(Leftovers(agent_->uid(), 0, /*include_warm=*/true), std::vector<std::string>());
+}
+
+class ExecWarmIdleTest : public ExecTest {
+ protected:
+  std::string ExtraConfig() const override { return "exec_warm_idle_ms: 1000\n"; }
+};
+
+// A warm sandbox nobody takes is killed after exec_warm_idle_ms; the next command then sets up
+// its own.
+TEST_F(ExecWarmIdleTest, AnUnusedWarmSandboxIsKilled) {
+  Run("true");
+  ASSERT_NE(WaitForWarmSandbox(agent_->uid()), "");
+  EXPECT_EQ(Leftovers(agent_->uid(), 15000, /*include_warm=*/true), std::vector<std::string>());
+  auto r = Run("echo again");
+  EXPECT_EQ(r.result.stdout(), "again\n");
+  EXPECT_FALSE(r.result.warm_sandbox());
 }
 
 }  // namespace
