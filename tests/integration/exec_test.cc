@@ -328,9 +328,10 @@ TEST_F(ExecTest, SigtermKillsCommandsAndAnswersTheirCallers) {
   EXPECT_TRUE(r.result.cancelled());
   EXPECT_EQ(r.result.cancel_reason(), "shutdown");
   EXPECT_EQ(r.result.stdout(), "started\n");
-  EXPECT_EQ(Leftovers(agent_->uid()), std::vector<std::string>());
-  // mesad is gone: so is the warm sandbox it had made for the next command.
-  EXPECT_EQ(Leftovers(agent_->uid(), 0, /*include_warm=*/true), std::vector<std::string>());
+  // mesad is gone: so is the warm sandbox it had made for the next command. (mesad reaped what
+  // it killed; a process the kernel is still releasing can show in /proc for a moment, with an
+  // empty command line, hence the short settle.)
+  EXPECT_EQ(Leftovers(agent_->uid(), 2000, /*include_warm=*/true), std::vector<std::string>());
 }
 
 TEST_F(ExecTest, SigkillOfMesadTakesTheSandboxesWithIt) {
