@@ -175,20 +175,12 @@ absl::Status MountFs::Init() {
 // ---------------------------------------------------------------------------------------
 // Reads
 
-bool MountFs::HasReadOnlyRepo() const {
+MountFs::RepoModes MountFs::Modes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& r : repos_) {
-    if (r.spec.read_only) return true;
-  }
-  return false;
-}
-
-bool MountFs::AllReadOnly() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& r : repos_) {
-    if (!r.spec.read_only) return false;
-  }
-  return true;
+  size_t read_only = 0;
+  for (const auto& r : repos_) read_only += r.spec.read_only ? 1 : 0;
+  if (read_only == 0) return RepoModes::kAllWritable;
+  return read_only == repos_.size() ? RepoModes::kAllReadOnly : RepoModes::kMixed;
 }
 
 bool MountFs::ReadOnly(uint64_t ino) const {

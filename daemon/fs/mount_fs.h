@@ -143,8 +143,8 @@ class MountFs {
 
   bool Allowed(uid_t caller) const { return caller == options_.uid; }
   bool ReadOnly(uint64_t ino) const;
-  bool HasReadOnlyRepo() const;
-  bool AllReadOnly() const;  // every repo of the mount is ro
+  enum class RepoModes { kAllWritable, kAllReadOnly, kMixed };
+  RepoModes Modes() const;
 
   // Called (outside any FUSE request) when a change made without the kernel must drop the
   // kernel's caches: a name under a directory, or an inode's data and attributes.

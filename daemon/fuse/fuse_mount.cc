@@ -83,7 +83,7 @@ struct FuseOps {
     want(FUSE_CAP_PARALLEL_DIROPS);
     want(FUSE_CAP_CACHE_SYMLINKS);
     want(FUSE_CAP_READDIRPLUS);
-    if (!m->has_read_only_ || m->all_read_only_) want(FUSE_CAP_NO_OPEN_SUPPORT);
+    if (m->modes_ != fs::MountFs::RepoModes::kMixed) want(FUSE_CAP_NO_OPEN_SUPPORT);
     want(FUSE_CAP_NO_OPENDIR_SUPPORT);
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always plus: one round trip fills the dcache
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // content never changes under an inode
@@ -145,7 +145,7 @@ struct FuseOps {
   static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (Deny(req)) return;
     FuseMount* m = Self(req);
-    if (!m->has_read_only_ || m->all_read_only_) {
+    if (m->modes_ != fs::MountFs::RepoModes::kMixed) {
       fuse_reply_err(req, ENOSYS);
       return;
     }
@@ -350,7 +350,7 @@ struct FuseOps {
   static void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     // close(): the flusher uploads soon (asynchronously; fsync waits for local durability).
     if (Deny(req)) return;
-    if (Self(req)->all_read_only_) {
+    if (Self(req)->modes_ == fs::MountFs::RepoModes::kAllReadOnly) {
       fuse_reply_err(req, ENOSYS);  // nothing is ever written here: the kernel stops sending FLUSH
       return;
     }
@@ -440,11 +440,10 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& m
   auto m = std::unique_ptr<FuseMount>(new FuseMount());
   m->mountpoint_ = mountpoint;
   m->fs_ = std::move(fs);
-  m->has_read_only_ = m->fs_->HasReadOnlyRepo();
-  m->all_read_only_ = m->fs_->AllReadOnly();
+  m->modes_ = m->fs_->Modes();
   m->options_ = options;
   std::string opts = "-ofsname=" + options.fsname + ",subtype=mesad,allow_other,default_permissions,max_read=1048576";
-  if (m->all_read_only_) opts += ",ro";
+  if (m->modes_ == fs::MountFs::RepoModes::kAllReadOnly) opts += ",ro";
   std::vector<std::string> argv_s = {"mesad", opts};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());

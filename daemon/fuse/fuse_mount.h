@@ -58,8 +58,7 @@ class FuseMount {
   std::string connection_;  // /sys/fs/fuse/connections/<minor>, to abort a stuck unmount
   std::thread loop_;
   bool stopped_ = false;
-  bool has_read_only_ = false;
-  bool all_read_only_ = false;
+  fs::MountFs::RepoModes modes_ = fs::MountFs::RepoModes::kAllWritable;
   friend struct FuseOps;
 };
 
