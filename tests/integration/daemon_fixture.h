@@ -69,6 +69,7 @@ class MesadProcess {
   const std::string& dir() const { return dir_; }
   std::unique_ptr<Client> NewClient(const std::string& session_id = "", const std::string& org = "") const;
   int Stop(int sig) { return process_.Stop(sig); }
+  pid_t pid() const { return process_.pid(); }
   std::string Log() const;
 
  private:

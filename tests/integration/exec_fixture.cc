@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -376,7 +377,7 @@ std::string ReadProcFile(pid_t pid, const std::string& name) {
   std::string text;
   int fd = open(("/proc/" + std::to_string(pid) + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
-    char buf[512];
+    char buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) text.assign(buf, static_cast<size_t>(n));
     close(fd);
@@ -415,13 +416,11 @@ std::vector<pid_t> ProcessesOf(uid_t uid, pid_t except) {
   while (dirent* e = readdir(d)) {
     pid_t pid = atoi(e->d_name);
     if (pid <= 0 || pid == except) continue;
-    std::ifstream status(std::string("/proc/") + e->d_name + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind("Uid:", 0) == 0) {
-        if (static_cast<uid_t>(strtoul(line.c_str() + 4, nullptr, 10)) == uid) out.push_back(pid);
-        break;
-      }
+    // read(2), not a stream: a process may end mid-read.
+    std::string status = ReadProcFile(pid, "status");
+    size_t at = status.find("\nUid:");
+    if (at != std::string::npos && static_cast<uid_t>(strtoul(status.c_str() + at + 5, nullptr, 10)) == uid) {
+      out.push_back(pid);
     }
   }
   closedir(d);
@@ -526,17 +525,41 @@ Agent::Outcome ExecTest::Run(const std::string& command, const std::string& cwd,
 
 std::vector<std::string> ExecTest::Leftovers(uid_t uid, int ms, bool include_warm) {
   int64_t until = NowMs() + ms;
+  // A sandbox mesad is starting is, until bwrap is exec'd, a CLONE_VM child of mesad already
+  // running as the caller and showing mesad's command line. It is neither a leftover nor yet
+  // recognisable as a warm sandbox: look again once it is something (a spawn takes ~1 ms).
+  int64_t spawn_settle_until = NowMs() + 2000;
+  char mesad_exe[PATH_MAX];
+  ssize_t exe_len = readlink(("/proc/" + std::to_string(mesad_->pid()) + "/exe").c_str(), mesad_exe, sizeof mesad_exe);
+  std::string mesad_path = exe_len > 0 ? std::string(mesad_exe, static_cast<size_t>(exe_len)) : "";
   while (true) {
     std::vector<std::string> left;
+    bool spawning = false;
     for (pid_t p : ProcessesOf(uid)) {
       if (std::find(agent_pids_.begin(), agent_pids_.end(), p) != agent_pids_.end()) continue;
+      std::string stat = ReadProcFile(p, "stat");
+      if (stat.empty()) continue;  // gone since it was listed
       std::string cmdline = ReadProcFile(p, "cmdline");
       std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      char exe[PATH_MAX];
+      ssize_t n = readlink(("/proc/" + std::to_string(p) + "/exe").c_str(), exe, sizeof exe);
+      size_t close_paren = stat.rfind(')');
+      pid_t ppid = close_paren == std::string::npos ? -1 : atoi(stat.c_str() + close_paren + 4);  // ") S ppid"
+      if (!mesad_path.empty() && n > 0 && std::string(exe, static_cast<size_t>(n)) == mesad_path &&
+          ppid == mesad_->pid()) {
+        spawning = true;
+        continue;
+      }
       // bwrap and its pid 1: "bwrap --args 3 -- /proc/self/fd/7 8 N --warm 10"; the shim:
       // "/proc/self/fd/7 8 N --warm 10". A command's processes never end so.
       static const std::regex warm(".* --warm [0-9]+ $");
       if (!include_warm && std::regex_match(cmdline, warm)) continue;
-      left.push_back(std::to_string(p) + " (" + cmdline + ")");
+      // The stat line (state, parent) says what an empty command line means: a process exiting.
+      left.push_back(std::to_string(p) + " (" + cmdline + ") stat: " + stat.substr(0, stat.find('\n')).substr(0, 80));
+    }
+    if (spawning && NowMs() < spawn_settle_until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
     }
     if (left.empty() || NowMs() >= until) return left;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
