@@ -524,8 +524,11 @@ void KillUnusedSandbox(SandboxProcess& sp) {
     }
     if (!ours) close_fd(init_pidfd);
   }
-  // bwrap dies; its pid 1 follows (PR_SET_PDEATHSIG, --die-with-parent), the kernel killing
-  // everything of the namespace first, and is then mesad's child: reap it through its pidfd.
+  // pid 1 is killed first, not left to follow bwrap: until bwrap has written its id maps, pid 1
+  // waits for it on an eventfd with no death signal set yet, and would wait forever once bwrap
+  // is gone. Killing pid 1 kills everything of the namespace; once bwrap is reaped pid 1 is
+  // mesad's child (a subreaper): reap it through its pidfd.
+  if (init_pidfd >= 0) syscall(SYS_pidfd_send_signal, init_pidfd, SIGKILL, nullptr, 0);
   kill(sp.pid, SIGKILL);
   int wstatus = 0;
   while (waitpid(sp.pid, &wstatus, 0) < 0 && errno == EINTR) {

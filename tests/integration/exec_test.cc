@@ -727,6 +727,29 @@ TEST_F(ExecTest, UnmountKillsTheWarmSandbox) {
   EXPECT_EQ(Leftovers(agent_->uid(), 0, /*include_warm=*/true), std::vector<std::string>());
 }
 
+// The warm sandbox for the next command is set up right after a command ends; an Unmount then
+// kills it half set up. bwrap's pid 1 may still be waiting for bwrap's id maps (no death signal
+// yet): killing only bwrap once left it, and Unmount waiting for it, forever.
+TEST_F(ExecTest, UnmountRightAfterACommandKillsTheSandboxBeingSetUp) {
+  for (int i = 0; i < 12; ++i) {
+    SCOPED_TRACE("round " + std::to_string(i));
+    if (i > 0) {
+      dv1::MountRequest req;
+      req.add_repos()->set_name("app");
+      mount_ = agent_->Mount(req);
+      ASSERT_FALSE(mount_.id().empty());
+    }
+    auto r = Run("true");
+    ASSERT_EQ(r.error.code, "") << r.error.message;
+    // Give the set-up a head start of 0..2.2 ms, to land in each of its steps.
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * i));
+    auto start = std::chrono::steady_clock::now();
+    ASSERT_EQ(agent_->Unmount(mount_.id()).code, "");
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+    EXPECT_EQ(Leftovers(agent_->uid(), 0, /*include_warm=*/true), std::vector<std::string>());
+  }
+}
+
 class ExecWarmIdleTest : public ExecTest {
  protected:
   std::string ExtraConfig() const override { return "exec_warm_idle_ms: 1000\n"; }
