@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libnghttp2-dev  # the mesa CLI's exec: one gRPC call on a bare HTTP/2 connection (client/cli/h2_call.h)
   libfuse3-dev fuse3 libcurl4-openssl-dev libyaml-cpp-dev libgit2-dev libsqlite3-dev
   nlohmann-json3-dev libcpp-httplib-dev libssl-dev libgtest-dev libgmock-dev
   bubblewrap libsystemd-dev systemd

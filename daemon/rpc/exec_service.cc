@@ -32,13 +32,13 @@ class UnarySink final : public ExecSink {
 };
 
 // Queues chunks for a writer thread; Writable() turns false past kStreamQueueBytes and
-// ready_fd() becomes readable once the writer has drained below it again.
+// ready_fd() becomes readable once the writer has drained below it again. The thread starts
+// with the first chunk: a command without output (a `true`, a `make -s` that succeeds) costs
+// no thread, and its result goes out from the RPC's own thread with the trailers.
 class StreamSink final : public ExecSink {
  public:
   StreamSink(ServerContext* ctx, grpc::ServerWriter<dv1::ExecStreamEvent>* writer)
-      : ctx_(ctx), writer_(writer), ready_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    thread_ = std::thread([this] { WriterLoop(); });
-  }
+      : ctx_(ctx), writer_(writer), ready_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
   ~StreamSink() override {
     Close();
     if (ready_fd_ >= 0) close(ready_fd_);
@@ -68,12 +68,14 @@ class StreamSink final : public ExecSink {
     return gone_ || ctx_->IsCancelled();
   }
 
-  // The last message; then waits until everything is written (or the client is gone).
+  // Waits until every chunk is written (or the client is gone), then sends the result in the
+  // same write as the trailers.
   void Finish(dv1::ExecResult result) {
+    Close();
+    if (gone_) return;
     dv1::ExecStreamEvent ev;
     *ev.mutable_result() = std::move(result);
-    Push(std::move(ev), 0);
-    Close();
+    writer_->WriteLast(ev, grpc::WriteOptions());
   }
   void Close() {
     {
@@ -85,6 +87,7 @@ class StreamSink final : public ExecSink {
   }
 
  private:
+  // Called from the run's thread only, as is Close: thread_ needs no lock.
   void Push(dv1::ExecStreamEvent ev, size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -92,6 +95,7 @@ class StreamSink final : public ExecSink {
       queue_.push_back({std::move(ev), bytes});
       queued_bytes_ += bytes;
     }
+    if (!thread_.joinable()) thread_ = std::thread([this] { WriterLoop(); });
     cv_.notify_all();
   }
   void WriterLoop() {

@@ -490,6 +490,40 @@ TEST_F(ExecTest, CliStreamsAndExitsWithTheCommandsCode) {
   EXPECT_EQ(rc, 6);  // NotFoundError
 }
 
+// The CLI's exec speaks gRPC over its own HTTP/2 connection (client/cli/h2_call.h), not through
+// a gRPC channel: flow control over many windows' worth of output, the Mesa error code from the
+// status details, and an unreachable daemon must come out as with the library.
+TEST_F(ExecTest, CliCarriesLargeOutputAndErrorsOverItsOwnConnection) {
+  std::string as_user = "setpriv --reuid=" + std::to_string(agent_->uid()) + " --regid=" + std::to_string(agent_->uid()) +
+                        " --clear-groups " + MESA_CLI_BIN + " --socket " + mesad_->socket() + " ";
+  // 48 MiB on stdout (48 stream windows, 3 connection windows) and a tail on stderr.
+  std::string out;
+  int rc = RunCommand(as_user + "exec " + mount_.id() +
+                          " -- 'head -c 50331648 /dev/zero | tr \\\\0 x; echo done >&2' 2>&1 | sha256sum",
+                      &out);
+  EXPECT_EQ(rc, 0);
+  std::string expected;
+  RunCommand("(head -c 50331648 /dev/zero | tr \\\\0 x; echo done) | sha256sum", &expected);
+  EXPECT_EQ(out, expected);
+  // The Mesa code and message from the status details, on stderr; the exit code of its class.
+  out.clear();
+  rc = RunCommand(as_user + "exec mnt_nope -- true 2>&1", &out);
+  EXPECT_EQ(rc, 6);
+  EXPECT_EQ(out.rfind("mesa: MOUNT_NOT_FOUND: ", 0), 0u) << out;
+  out.clear();
+  rc = RunCommand(as_user + "exec " + mount_.id() + " --cwd /app/nope -- true 2>&1", &out);
+  EXPECT_EQ(rc, 6);  // ENOENT: NotFoundError
+  EXPECT_EQ(out.rfind("mesa: ENOENT: cwd /app/nope", 0), 0u) << out;
+  out.clear();
+  rc = RunCommand(std::string(MESA_CLI_BIN) + " --socket " + dir_.path() + "/no.sock exec " + mount_.id() + " -- true 2>&1", &out);
+  EXPECT_EQ(rc, 10);
+  EXPECT_NE(out.find("DAEMON_UNAVAILABLE"), std::string::npos) << out;
+  // A reader that goes away: the CLI dies of SIGPIPE and mesad ends the command.
+  rc = RunCommand(as_user + "exec " + mount_.id() + " -- 'yes; sleep 100' | head -c 10 >/dev/null");
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(Leftovers(agent_->uid(), 5000), std::vector<std::string>());
+}
+
 
 // ---- warm sandboxes (exec_warm_idle_ms) ----
 
