@@ -106,14 +106,19 @@ std::string ReadLinkText(const std::string& path) {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
-// Whether `pid` is bwrap's pid 1: a child of `bwrap`, with real uid `uid`, in another pid
-// namespace than mesad's.
+// Whether `pid` is bwrap's pid 1: a child of `bwrap` (or of mesad, see below), with real uid
+// `uid`, in another pid namespace than mesad's.
 bool IsSandboxInit(pid_t pid, pid_t bwrap, uid_t uid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   bool parent_ok = false, uid_ok = false;
   while (std::getline(status, line)) {
-    if (line.rfind("PPid:", 0) == 0) parent_ok = strtol(line.c_str() + 5, nullptr, 10) == bwrap;
+    if (line.rfind("PPid:", 0) == 0) {
+      // bwrap's, or mesad's (the subreaper) once bwrap has ended: it exits as soon as its pid 2
+      // has, and leaves pid 1 to us.
+      pid_t parent = static_cast<pid_t>(strtol(line.c_str() + 5, nullptr, 10));
+      parent_ok = parent == bwrap || parent == getpid();
+    }
     if (line.rfind("Uid:", 0) == 0) uid_ok = strtoul(line.c_str() + 4, nullptr, 10) == uid;
   }
   return parent_ok && uid_ok &&
@@ -226,9 +231,13 @@ void RunLoop::ReapInit() {
   init_reaped_ = true;
   for (int i = 0; i < 200; ++i) {
     pid_t r = waitpid(init_pid_, nullptr, WNOHANG | __WALL);
-    if (r != 0) return;  // reaped, or not ours (bwrap reaped it)
+    if (r != 0) {
+      MESA_LOG(kDebug) << "exec: bwrap pid " << sp_.pid << "'s pid 1 " << init_pid_ << (r > 0 ? " reaped" : " reaped by bwrap");
+      return;  // reaped, or not ours (bwrap reaped it)
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  MESA_LOG(kDebug) << "exec: bwrap pid " << sp_.pid << "'s pid 1 " << init_pid_ << " still running after 200 ms";
 }
 
 void RunLoop::StartStopping(const std::string& reason) {

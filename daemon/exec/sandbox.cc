@@ -23,6 +23,7 @@
 
 #include "absl/strings/numbers.h"
 #include "daemon/exec/etc_snapshot.h"
+#include "daemon/log.h"
 #include "rest/api_error.h"
 
 namespace mesa::daemon {
@@ -483,14 +484,16 @@ void KillUnusedSandbox(SandboxProcess& sp) {
     if (fd >= 0) close(fd);
     fd = -1;
   };
-  close_fd(sp.go_fd);  // a shim that is still waiting reads end-of-file and exits
-  close_fd(sp.stdin_fd);
-  close_fd(sp.stdout_fd);
-  close_fd(sp.stderr_fd);
-  close_fd(sp.shim_status_fd);
+  // The go socket stays open until the end: on its end-of-file a waiting shim exits, and bwrap
+  // exits as soon as its pid 2 has, before its pid 1 and without reaping it.
+  auto close_all = [&] {
+    for (int* fd : {&sp.go_fd, &sp.stdin_fd, &sp.stdout_fd, &sp.stderr_fd, &sp.shim_status_fd, &sp.bwrap_status_fd,
+                    &sp.pidfd}) {
+      close_fd(*fd);
+    }
+  };
   if (sp.pid <= 0) {
-    close_fd(sp.bwrap_status_fd);
-    close_fd(sp.pidfd);
+    close_all();
     return;
   }
   // bwrap's pid 1: bwrap reports it right after cloning it. Until then (a sandbox still being
@@ -511,8 +514,9 @@ void KillUnusedSandbox(SandboxProcess& sp) {
       break;  // bwrap is gone (and has reaped whatever it had started)
     }
   }
-  close_fd(sp.bwrap_status_fd);
-  // While bwrap lives unreaped, a process whose parent it is cannot be a reused pid.
+  // While bwrap lives unreaped, a process whose parent it is cannot be a reused pid. Nor can
+  // one whose parent is mesad: only bwrap's pid 1 is left to mesad (the subreaper) when bwrap
+  // ends first, and only this function reaps that one. The pidfd pins the process first.
   int init_pidfd = -1;
   if (init > 0) {
     init_pidfd = static_cast<int>(syscall(SYS_pidfd_open, init, 0));
@@ -520,7 +524,10 @@ void KillUnusedSandbox(SandboxProcess& sp) {
     std::string line;
     bool ours = false;
     while (std::getline(st, line)) {
-      if (line.rfind("PPid:", 0) == 0) ours = strtol(line.c_str() + 5, nullptr, 10) == sp.pid;
+      if (line.rfind("PPid:", 0) == 0) {
+        pid_t parent = static_cast<pid_t>(strtol(line.c_str() + 5, nullptr, 10));
+        ours = parent == sp.pid || parent == getpid();
+      }
     }
     if (!ours) close_fd(init_pidfd);
   }
@@ -539,8 +546,10 @@ void KillUnusedSandbox(SandboxProcess& sp) {
            errno == EINTR) {
     }
   }
+  MESA_LOG(kDebug) << "exec: killed an unused sandbox: bwrap pid " << sp.pid << " (wait status " << wstatus
+                   << "), its pid 1 " << init << (init_pidfd >= 0 ? " reaped" : " unknown or not ours");
   close_fd(init_pidfd);
-  close_fd(sp.pidfd);
+  close_all();
   sp.pid = -1;
 }
 
