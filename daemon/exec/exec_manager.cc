@@ -100,31 +100,6 @@ std::string GroupName(gid_t gid, const std::string& fallback) {
   return fallback;
 }
 
-std::string ReadLinkText(const std::string& path) {
-  char buf[128];
-  ssize_t n = readlink(path.c_str(), buf, sizeof buf);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-}
-
-// Whether `pid` is bwrap's pid 1: a child of `bwrap` (or of mesad, see below), with real uid
-// `uid`, in another pid namespace than mesad's.
-bool IsSandboxInit(pid_t pid, pid_t bwrap, uid_t uid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  bool parent_ok = false, uid_ok = false;
-  while (std::getline(status, line)) {
-    if (line.rfind("PPid:", 0) == 0) {
-      // bwrap's, or mesad's (the subreaper) once bwrap has ended: it exits as soon as its pid 2
-      // has, and leaves pid 1 to us.
-      pid_t parent = static_cast<pid_t>(strtol(line.c_str() + 5, nullptr, 10));
-      parent_ok = parent == bwrap || parent == getpid();
-    }
-    if (line.rfind("Uid:", 0) == 0) uid_ok = strtoul(line.c_str() + 4, nullptr, 10) == uid;
-  }
-  return parent_ok && uid_ok &&
-         ReadLinkText("/proc/" + std::to_string(pid) + "/ns/pid") != ReadLinkText("/proc/self/ns/pid");
-}
-
 // Sends `sig` to every process of the pid namespace whose pid 1 is `init_pid`, except it.
 void SignalNamespace(pid_t init_pid, int sig) {
   std::string ns = ReadLinkText("/proc/" + std::to_string(init_pid) + "/ns/pid");

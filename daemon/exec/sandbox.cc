@@ -460,6 +460,7 @@ absl::StatusOr<SandboxProcess> StartSandbox(const SandboxTools& tools, const San
                                 strerror(report[1]) + (report[0] == 8 ? " (" + tools.bwrap + ")" : ""));
   }
   out.pid = pid;
+  out.uid = spec.uid;
   out.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   for (int& fd : parent_side.fds) fd = -1;  // owned by `out` now
   return out;
@@ -477,6 +478,27 @@ int64_t JsonStatusInt(const std::string& text, const std::string& key) {
   if (end == at || end == text.size()) return -1;  // the number may not be complete yet
   int64_t v = -1;
   return absl::SimpleAtoi(text.substr(at, end - at), &v) ? v : -1;
+}
+
+std::string ReadLinkText(const std::string& path) {
+  char buf[128];
+  ssize_t n = readlink(path.c_str(), buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+bool IsSandboxInit(pid_t pid, pid_t bwrap, uid_t uid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  bool parent_ok = false, uid_ok = false;
+  while (std::getline(status, line)) {
+    if (line.rfind("PPid:", 0) == 0) {
+      pid_t parent = static_cast<pid_t>(strtol(line.c_str() + 5, nullptr, 10));
+      parent_ok = parent == bwrap || parent == getpid();
+    }
+    if (line.rfind("Uid:", 0) == 0) uid_ok = strtoul(line.c_str() + 4, nullptr, 10) == uid;
+  }
+  return parent_ok && uid_ok &&
+         ReadLinkText("/proc/" + std::to_string(pid) + "/ns/pid") != ReadLinkText("/proc/self/ns/pid");
 }
 
 void KillUnusedSandbox(SandboxProcess& sp) {
@@ -514,22 +536,11 @@ void KillUnusedSandbox(SandboxProcess& sp) {
       break;  // bwrap is gone (and has reaped whatever it had started)
     }
   }
-  // While bwrap lives unreaped, a process whose parent it is cannot be a reused pid. Nor can
-  // one whose parent is mesad: only bwrap's pid 1 is left to mesad (the subreaper) when bwrap
-  // ends first, and only this function reaps that one. The pidfd pins the process first.
+  // The pidfd pins the process before it is checked (see IsSandboxInit).
   int init_pidfd = -1;
   if (init > 0) {
     init_pidfd = static_cast<int>(syscall(SYS_pidfd_open, init, 0));
-    std::ifstream st("/proc/" + std::to_string(init) + "/status");
-    std::string line;
-    bool ours = false;
-    while (std::getline(st, line)) {
-      if (line.rfind("PPid:", 0) == 0) {
-        pid_t parent = static_cast<pid_t>(strtol(line.c_str() + 5, nullptr, 10));
-        ours = parent == sp.pid || parent == getpid();
-      }
-    }
-    if (!ours) close_fd(init_pidfd);
+    if (init_pidfd >= 0 && !IsSandboxInit(init, sp.pid, sp.uid)) close_fd(init_pidfd);
   }
   // pid 1 is killed first, not left to follow bwrap: until bwrap has written its id maps, pid 1
   // waits for it on an eventfd with no death signal set yet, and would wait forever once bwrap

@@ -72,6 +72,7 @@ struct SandboxTools {
 // A started sandbox. The caller owns every fd (-1 when absent) and must reap `pid`.
 struct SandboxProcess {
   pid_t pid = -1;  // bwrap, leader of its own process group
+  uid_t uid = 0;   // the caller bwrap runs as
   int pidfd = -1;  // of bwrap: readable when it exits
   int stdin_fd = -1;
   int stdout_fd = -1;
@@ -80,6 +81,16 @@ struct SandboxProcess {
   int shim_status_fd = -1;   // mesad-exec-shim: "exit N" | "signal N" | "exec-error E" | "chdir-error E"
   int go_fd = -1;            // warm, not yet activated: mesad's end of the shim's go socket
 };
+
+// readlink(2) as a string; empty when it fails.
+std::string ReadLinkText(const std::string& path);
+
+// Whether `pid`, named by bwrap's status pipe (which bwrap, running as the caller, could be made
+// to write anything to), is bwrap's pid 1: real uid `uid`, another pid namespace than mesad's,
+// and a child of `bwrap` or of mesad. While bwrap lives unreaped no reused pid is its child; nor
+// is one mesad's, as only bwrap's pid 1 is left to mesad (the subreaper, when bwrap exits with
+// its pid 2, first) and only its run reaps it.
+bool IsSandboxInit(pid_t pid, pid_t bwrap, uid_t uid);
 
 // bwrap's options (everything before "--"), in order.
 std::vector<std::string> BwrapOptions(const SandboxSpec& spec);

@@ -95,12 +95,15 @@ TEST_F(ExecTest, CwdIsHonouredAndChecked) {
   EXPECT_EQ(r.result.stdout(), Lines({"usr-ro", "etc-ro", "a", "b"}));
 }
 
+// A command and how it must end.
+struct ExitCase {
+  std::string command;
+  int exit_code;
+  int signal;
+};
+
 TEST_F(ExecTest, ExitCodesAndSignals) {
-  struct Case {
-    std::string command;
-    int exit_code;
-    int signal;
-  } cases[] = {
+  ExitCase cases[] = {
       {"true", 0, 0},
       {"exit 3", 3, 0},
       {"exit 255", 255, 0},
@@ -603,11 +606,7 @@ void ExpectCommandsBehaveTheSame(Agent* agent,
   EXPECT_EQ(run(request("pwd", "/tmp", 0)).result.stdout(), "/tmp\n");
   EXPECT_EQ(run(request("./run.sh", "/app", 0)).result.stdout(), "run.sh ran in /app\n");
 
-  struct Case {
-    std::string command;
-    int exit_code;
-    int signal;
-  } cases[] = {
+  ExitCase cases[] = {
       {"exit 3", 3, 0},
       {"no-such-command", 127, 0},
       {"kill -TERM $$", 128 + SIGTERM, SIGTERM},
